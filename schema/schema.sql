@@ -1,0 +1,82 @@
+-- The part of the live RugbyCodex schema that the edge workers touch
+-- (../shared/CONTRACT.md section 2). Tests load this file into a throwaway
+-- PostgreSQL cluster; the enum values are the live ones.
+
+CREATE TYPE job_type AS ENUM ('transcode', 'cleanup', 'other');
+CREATE TYPE job_state AS ENUM ('queued', 'running', 'succeeded', 'failed', 'canceled');
+CREATE TYPE media_asset_status AS ENUM (
+    'intent', 'uploading', 'uploaded', 'processing', 'ready', 'failed', 'interrupted'
+);
+CREATE TYPE processing_stage AS ENUM (
+    'uploaded', 'transcoding', 'transcoded', 'complete', 'failed'
+);
+
+CREATE TABLE media_assets (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    org_id uuid NOT NULL,
+    bucket text,
+    storage_path text NOT NULL,
+    file_name text,
+    mime_type text,
+    file_size_bytes bigint CHECK (file_size_bytes >= 0),
+    duration_seconds double precision,
+    status media_asset_status NOT NULL DEFAULT 'uploaded',
+    processing_stage processing_stage NOT NULL DEFAULT 'uploaded',
+    transcode_progress integer NOT NULL DEFAULT 0
+        CHECK (transcode_progress BETWEEN 0 AND 100),
+    streaming_ready boolean NOT NULL DEFAULT false,
+    thumbnail_path text,
+    thumbnail_sprite_path text,
+    thumbnail_vtt_path text,
+    thumbnail_frame_count integer,
+    thumbnail_interval_seconds double precision,
+    thumbnail_width integer,
+    thumbnail_height integer,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE jobs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    org_id uuid NOT NULL,
+    media_asset_id uuid REFERENCES media_assets (id) ON DELETE CASCADE,
+    type job_type NOT NULL,
+    state job_state NOT NULL DEFAULT 'queued',
+    progress numeric NOT NULL DEFAULT 0 CHECK (progress >= 0 AND progress <= 1),
+    error_code text,
+    error_message text,
+    attempt integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+    payload jsonb,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz
+);
+
+CREATE TABLE media_cleanup_jobs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    media_asset_id uuid NOT NULL,
+    bucket text,
+    storage_path text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    processed_at timestamptz,
+    error text
+);
+
+CREATE INDEX media_cleanup_jobs_pending ON media_cleanup_jobs (created_at)
+    WHERE processed_at IS NULL;
+
+-- updated_at is the database's clock, not a worker's: a stale-lease check
+-- compares it across machines whose clocks may disagree.
+CREATE FUNCTION set_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER media_assets_updated_at BEFORE UPDATE ON media_assets
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();

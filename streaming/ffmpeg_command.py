@@ -1,0 +1,141 @@
+"""The FFmpeg command lines, built as argument lists (never through a shell).
+
+One FFmpeg process decodes the upload once and feeds every rendition, the
+storyboard tiles and the poster from a `split`. Keyframes are forced at every
+segment boundary in every rendition, so all renditions cut their segments at
+the same instants and a player can switch between them cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from streaming.ladder import Rendition, scaled_size
+from streaming.media_probe import MediaInfo, input_guard
+
+HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
+POSTER_SHORT_SIDE = 720
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    x264_preset: str
+    x264_crf: int
+    audio_kbps: int
+    segment_seconds: int
+    tile_width: int
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where one job's outputs go in its work dir."""
+
+    root: Path  # uploaded as `streaming/`
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.root / "thumbnails"
+
+    @property
+    def tiles(self) -> Path:  # single storyboard frames, assembled into sprites later
+        return self.root.parent / "tiles"
+
+    @property
+    def poster(self) -> Path:
+        return self.thumbnails / "poster.jpg"
+
+    @property
+    def master(self) -> Path:
+        return self.root / "index.m3u8"
+
+    def playlist(self, rendition: Rendition) -> Path:
+        return self.root / f"{rendition.name}.m3u8"
+
+    def segment_pattern(self, rendition: Rendition) -> Path:
+        return self.root / f"{rendition.name}_%05d.ts"
+
+
+def pick_decoder(codec: str, available: frozenset[str], allow_hw: bool) -> str | None:
+    """The Jetson hardware decoder for this codec when FFmpeg has it, else None."""
+    name = HW_DECODERS.get(codec)
+    return name if allow_hw and name in available else None
+
+
+def poster_time(duration: float) -> float:
+    """A frame from the match itself, not the black first frame: 10 % in, at most 10 min."""
+    return round(min(duration * 0.1, 600.0), 3)
+
+
+def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOptions) -> str:
+    pre = "fps=60," if info.fps > 60.5 else ""
+    branches = [f"[r{i}]" for i in range(len(renditions))] + ["[tiles]", "[poster]"]
+    graph = [f"[0:v:0]{pre}split={len(branches)}{''.join(branches)}"]
+    for i, r in enumerate(renditions):
+        graph.append(f"[r{i}]scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]")
+    graph.append(
+        f"[tiles]fps=1/{opts.segment_seconds}:round=down:eof_action=pass,scale={opts.tile_width}:-2,setsar=1,"
+        "format=yuvj420p[vtiles]"
+    )
+    pw, ph = scaled_size(info.width, info.height, min(POSTER_SHORT_SIDE, renditions[0].short_side))
+    graph.append(
+        f"[poster]trim=start={poster_time(info.duration)},setpts=PTS-STARTPTS,"
+        f"scale={pw}:{ph},setsar=1,format=yuvj420p[vposter]"
+    )
+    return ";".join(graph)
+
+
+def transcode_command(
+    ffmpeg: str,
+    source: Path,
+    layout: OutputLayout,
+    info: MediaInfo,
+    renditions: list[Rendition],
+    opts: EncodeOptions,
+    decoder: str | None,
+) -> list[str]:
+    """The one FFmpeg run that makes every rendition, the tiles and the poster."""
+    seg = opts.segment_seconds
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    if decoder:
+        command += ["-c:v", decoder]
+    command += input_guard(source)
+    command += ["-filter_complex", _filter_graph(info, renditions, opts)]
+    for i, r in enumerate(renditions):
+        command += ["-map", f"[v{i}]"]
+        if info.has_audio:
+            command += ["-map", "0:a:0"]
+        command += [
+            "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
+            "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
+            "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
+        ]  # fmt: skip
+        if info.has_audio:
+            command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000", "-ac", "2"]
+        command += [
+            "-max_muxing_queue_size", "4096",
+            "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
+            "-hls_list_size", "0", "-hls_flags", "independent_segments",
+            "-hls_segment_type", "mpegts",
+            "-hls_segment_filename", str(layout.segment_pattern(r)),
+            str(layout.playlist(r)),
+        ]  # fmt: skip
+    command += [
+        "-map", "[vtiles]", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2",
+        "-start_number", "0", str(layout.tiles / "tile_%05d.jpg"),
+        "-map", "[vposter]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3",
+        "-f", "image2", "-update", "1", str(layout.poster),
+        "-progress", "pipe:1", "-nostats",
+    ]  # fmt: skip
+    return command
+
+
+def sprite_command(ffmpeg: str, layout: OutputLayout, columns: int, rows: int) -> list[str]:
+    """Assemble the storyboard tiles (our own small JPEGs) into sprites."""
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
+        "-protocol_whitelist", "file", "-f", "image2", "-framerate", "1",
+        "-start_number", "0", "-i", str(layout.tiles / "tile_%05d.jpg"),
+        "-vf", f"tile={columns}x{rows}", "-q:v", "5", "-f", "image2",
+        "-start_number", "0", str(layout.thumbnails / "storyboard_%03d.jpg"),
+    ]  # fmt: skip

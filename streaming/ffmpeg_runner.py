@@ -1,0 +1,124 @@
+"""Runs FFmpeg under supervision, as rq supervises its work-horse.
+
+FFmpeg gets its own process group. The supervisor waits in short steps and,
+between them, reads progress (`-progress pipe:1`), asks whether the job must
+stop (shutdown, lost message) and watches the progress clock: a run that
+makes no progress for `stall_seconds` is killed. Stopping is SIGTERM to the
+group, then SIGKILL after a grace period. A failed run comes back with the
+tail of FFmpeg's stderr as its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    stderr_tail: str
+    stalled: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.stalled
+
+
+class _ProgressReader(threading.Thread):
+    """Reads `key=value` progress blocks; remembers the media time reached."""
+
+    def __init__(self, stream: object) -> None:
+        super().__init__(name="ffmpeg-progress", daemon=True)
+        self.stream = stream
+        self.out_seconds = 0.0
+        self.last_change = time.monotonic()
+
+    def run(self) -> None:
+        for raw in self.stream:  # type: ignore[attr-defined]
+            key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
+            if key == "out_time_us" and value.isdigit():
+                seconds = int(value) / 1_000_000
+                if seconds > self.out_seconds:
+                    self.out_seconds = seconds
+                    self.last_change = time.monotonic()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: str, limit: int = 1500) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - limit))
+        return handle.read().decode("utf-8", "replace").strip()
+
+
+def run_ffmpeg(
+    command: Sequence[str],
+    *,
+    check: Callable[[], None] = lambda: None,
+    on_progress: Callable[[float], None] = lambda seconds: None,
+    stall_seconds: float = 600,
+    poll_seconds: float = 0.5,
+) -> RunResult:
+    """Run `command`; `check()` raises JobAborted to stop it early."""
+    started = time.monotonic()
+    with tempfile.NamedTemporaryFile(prefix="ffmpeg-stderr-", delete=False) as err:
+        err_path = err.name
+    try:
+        with open(err_path, "wb") as stderr:
+            proc = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        reader = _ProgressReader(proc.stdout)
+        reader.start()
+        stalled = False
+        try:
+            while True:
+                try:
+                    proc.wait(poll_seconds)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                check()
+                on_progress(reader.out_seconds)
+                if time.monotonic() - reader.last_change > stall_seconds:
+                    stalled = True
+                    _stop_group(proc)
+                    break
+        except BaseException:
+            _stop_group(proc)
+            raise
+        finally:
+            reader.join(timeout=2)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        on_progress(reader.out_seconds)
+        return RunResult(proc.returncode, _tail(err_path), stalled, time.monotonic() - started)
+    finally:
+        os.unlink(err_path)

@@ -1,0 +1,155 @@
+"""What the upload is, from ffprobe, and the flags that keep FFmpeg inside it.
+
+The upload is untrusted. FFmpeg is only ever given it as `file:<path>` (so a
+name is never read as a protocol or an option), only through the `file`
+protocol, and only to demuxers of real video containers: a playlist, a
+concat list or an image sequence is refused before any byte of it is
+followed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from streaming.errors import JobError
+
+# Demuxers of the containers cameras, phones and editors produce. Not here on
+# purpose: hls, concat, image2 and other formats that open further files.
+VIDEO_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,mpeg,mxf,asf,h264,hevc,m4v,ogg,dv"
+)
+MAX_DURATION_SECONDS = 6 * 3600
+MAX_PIXELS = 8192 * 4352
+
+
+def input_guard(path: Path) -> list[str]:
+    """Input options + input for an untrusted file: no protocol, no playlist."""
+    return [
+        "-protocol_whitelist", "file",
+        "-format_whitelist", VIDEO_DEMUXERS,
+        "-i", f"file:{path}",
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    width: int  # as displayed, after rotation
+    height: int
+    rotation: int
+    fps: float
+    video_codec: str
+    pix_fmt: str
+    has_audio: bool
+    format_name: str
+
+    @property
+    def short_side(self) -> int:
+        return min(self.width, self.height)
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            try:
+                return int(round(float(side["rotation"]))) % 360
+            except (TypeError, ValueError):
+                return 0
+    tag = (stream.get("tags") or {}).get("rotate")
+    try:
+        return int(tag) % 360 if tag is not None else 0
+    except ValueError:
+        return 0
+
+
+def _rate(text: str | None) -> float:
+    try:
+        value = Fraction(text or "0")
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return float(value) if value > 0 else 0.0
+
+
+def _duration(data: dict[str, Any], video: dict[str, Any]) -> float:
+    for source in (data.get("format", {}).get("duration"), video.get("duration")):
+        try:
+            value = float(source)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            return value
+    return 0.0
+
+
+def parse_probe(data: dict[str, Any]) -> MediaInfo:
+    """ffprobe's JSON → MediaInfo; JobError when it is not a usable video."""
+    streams = data.get("streams") or []
+    videos = [
+        s for s in streams
+        if s.get("codec_type") == "video"
+        and not (s.get("disposition") or {}).get("attached_pic")
+    ]  # fmt: skip
+    if not videos:
+        raise JobError("INPUT_UNSUPPORTED", "the upload has no video stream")
+    video = videos[0]
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width < 16 or height < 16:
+        raise JobError("INPUT_UNSUPPORTED", f"video size {width}x{height} is not usable")
+    if width * height > MAX_PIXELS:
+        raise JobError("INPUT_TOO_LARGE", f"video size {width}x{height} is beyond 8K")
+    duration = _duration(data, video)
+    if duration <= 0:
+        raise JobError("INPUT_UNSUPPORTED", "the upload has no readable duration")
+    if duration > MAX_DURATION_SECONDS:
+        raise JobError("INPUT_TOO_LARGE", f"duration {duration:.0f}s is longer than 6 hours")
+    rotation = _rotation(video)
+    if rotation in (90, 270):
+        width, height = height, width
+    return MediaInfo(
+        duration=duration,
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
+        video_codec=str(video.get("codec_name") or "unknown"),
+        pix_fmt=str(video.get("pix_fmt") or "unknown"),
+        has_audio=any(s.get("codec_type") == "audio" for s in streams),
+        format_name=str(data.get("format", {}).get("format_name") or ""),
+    )
+
+
+def probe(ffprobe: str, path: Path, timeout: float = 120) -> MediaInfo:
+    command = [
+        ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
+        "-show_format", "-show_streams", *input_guard(path),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise JobError("INPUT_UNSUPPORTED", f"ffprobe did not finish in {timeout:.0f}s") from None
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        message = reason[0].replace(f"file:{path}", "input")
+        raise JobError("INPUT_UNSUPPORTED", f"not a readable video: {message[:300]}")
+    try:
+        data = json.loads(result.stdout or "{}")
+    except ValueError:
+        raise JobError("INPUT_UNSUPPORTED", "ffprobe gave no readable answer") from None
+    return parse_probe(data)
+
+
+def probe_output(ffprobe: str, path: Path) -> dict[str, Any]:
+    """Streams of a file we wrote ourselves (for CODECS)."""
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", f"file:{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return json.loads(result.stdout or "{}") if result.returncode == 0 else {}

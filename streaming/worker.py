@@ -1,0 +1,109 @@
+"""The transcoder daemon: flags, settings, clients, and the polling loop.
+
+Shutdown order (SIGTERM/SIGINT): stop taking messages; a running job sees the
+stop flag at its next check, stops FFmpeg or the transfer, hands the job back
+(`queued`, message visible again) and cleans its work dir; then the event log
+is flushed and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from streaming.outcome import SettlePolicy, settle
+from streaming.transcode_job import Services, clean_work_dir, process_message
+from utils.config import ConfigError, load_dotenv_file, load_transcoder_settings
+from utils.observability import EventLog, build_event_log
+from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals
+from utils.sqs_queue import QueueUnavailable, WorkQueue
+from utils.storage import Storage
+from utils.supabase_db import Database
+
+POLL_SECONDS = 20
+MAX_POLL_BACKOFF = 60
+
+
+def available_decoders(ffmpeg: str) -> frozenset[str]:
+    """Decoder names this FFmpeg build has (`ffmpeg -decoders`)."""
+    try:
+        result = subprocess.run(
+            [ffmpeg, "-hide_banner", "-decoders"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    names = set()
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
+    settings = services.settings
+    policy = SettlePolicy(settings.max_receive_count, settings.retry_backoff_seconds)
+    clean_work_dir(settings.work_dir, log)
+    failures = 0
+    while not services.stop.is_set():
+        try:
+            message = services.queue.receive(POLL_SECONDS)
+        except QueueUnavailable as exc:
+            failures += 1
+            delay = min(MAX_POLL_BACKOFF, 2**failures)
+            log.event("poll_failed", "warning", error=str(exc)[:300], retry_in_seconds=delay)
+            if once:
+                return EXIT_OK
+            services.stop.wait(delay)
+            continue
+        failures = 0
+        if message is None:
+            if once:
+                return EXIT_OK
+            continue
+        message_log = log.bind(message_id=message.message_id)
+        outcome = process_message(services, message, message_log)
+        bound = message_log.bind(job_id=outcome.job_id) if outcome.job_id else message_log
+        settle(outcome, message, db=services.db, queue=services.queue, policy=policy, log=bound)
+        if once:
+            return EXIT_OK
+    log.event("worker_stopping")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stream_worker_sqs.py",
+        description="Transcode queued uploads into adaptive HLS (SQS → Wasabi → FFmpeg).",
+    )
+    parser.add_argument("--once", action="store_true", help="handle at most one message, then exit")
+    options = parser.parse_args(argv)
+    load_dotenv_file()
+    try:
+        settings = load_transcoder_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    log = build_event_log("transcode", settings.common)
+    with stop_on_signals() as stop:
+        services = Services(
+            settings=settings,
+            db=Database(settings.common.supabase_url, settings.common.supabase_key),
+            storage=Storage.from_settings(settings.common),
+            queue=WorkQueue(settings.queue_url, settings.aws_region),
+            decoders=available_decoders(settings.ffmpeg_bin),
+            stop=stop,
+        )
+        hw = sorted(d for d in services.decoders if d.endswith("_nvv4l2dec"))
+        log.event(
+            "worker_started",
+            once=options.once,
+            work_dir=str(settings.work_dir),
+            hardware_decoders=hw,
+            ladder=[f"{r.height}p@{r.video_kbps}k" for r in settings.ladder],
+        )
+        try:
+            return run_loop(services, log, once=options.once)
+        finally:
+            log.close()

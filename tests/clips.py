@@ -1,0 +1,119 @@
+"""Short test clips made by FFmpeg (testsrc2 + sine), cached per test session."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+
+
+class ClipFactory:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _cached(self, name: str, make: object) -> Path:
+        path = self.folder / name
+        if not path.exists():
+            make(path)  # type: ignore[operator]
+        return path
+
+    def h264(
+        self, width: int = 1280, height: int = 720, seconds: float = 8, *, audio: bool = True,
+        fps: int = 30,
+    ) -> Path:  # fmt: skip
+        name = f"h264_{width}x{height}_{seconds}s_{fps}fps_{'a' if audio else 'na'}.mp4"
+
+        def make(path: Path) -> None:
+            inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
+            codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+            if audio:
+                inputs += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+                codecs += ["-c:a", "aac", "-b:a", "96k"]
+            ffmpeg(*inputs, "-t", str(seconds), *codecs, str(path))
+
+        return self._cached(name, make)
+
+    def rotated_portrait(self, seconds: float = 6) -> Path:
+        """Stored 640x360 with a 90° display matrix: plays as 360x640 portrait."""
+
+        def make(path: Path) -> None:
+            source = str(self.h264(640, 360, seconds))
+            try:  # FFmpeg 6 and later
+                ffmpeg("-display_rotation", "90", "-i", source, "-c", "copy", str(path))
+            except subprocess.CalledProcessError:  # FFmpeg 4.x/5.x (Debian 12, JetPack 6)
+                ffmpeg("-i", source, "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
+
+        return self._cached(f"portrait_{seconds}s.mp4", make)
+
+    def hevc(self, seconds: float = 6) -> Path:
+        def make(path: Path) -> None:
+            ffmpeg(
+                "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+                "-f", "lavfi", "-i", "sine=frequency=330",
+                "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast",
+                "-x265-params", "log-level=error", "-tag:v", "hvc1",
+                "-c:a", "aac", str(path),
+            )  # fmt: skip
+
+        return self._cached(f"hevc_{seconds}s.mp4", make)
+
+    def odd_size(self, seconds: float = 5) -> Path:
+        """321x241: odd width and height (FFV1 in Matroska keeps them odd)."""
+
+        def make(path: Path) -> None:
+            ffmpeg(
+                "-f", "lavfi", "-i", "testsrc2=size=321x241:rate=24",
+                "-f", "lavfi", "-i", "sine=frequency=550",
+                "-t", str(seconds), "-c:v", "ffv1", "-c:a", "pcm_s16le", str(path),
+            )  # fmt: skip
+
+        return self._cached(f"odd_{seconds}s.mkv", make)
+
+    def truncated(self) -> Path:
+        """A real MP4 (index first) cut to 30 %: the header promises 10 s, the data stops early."""
+
+        def make(path: Path) -> None:
+            whole = self.folder / "faststart_10s.mp4"
+            ffmpeg(
+                "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "10",
+                "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart", str(whole),
+            )  # fmt: skip
+            data = whole.read_bytes()
+            path.write_bytes(data[: int(len(data) * 0.3)])
+
+        return self._cached("truncated.mp4", make)
+
+    def garbage(self) -> Path:
+        """Random bytes with a video file's name."""
+
+        def make(path: Path) -> None:
+            import random
+
+            path.write_bytes(random.Random(7).randbytes(200_000))
+
+        return self._cached("garbage.mp4", make)
+
+    def text(self) -> Path:
+        def make(path: Path) -> None:
+            path.write_text("this is not a video\n" * 100)
+
+        return self._cached("notes.mp4", make)
+
+    def playlist(self) -> Path:
+        """An HLS playlist that names a local file: FFmpeg must never follow it."""
+
+        def make(path: Path) -> None:
+            path.write_text(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/hostname\n"
+                "#EXT-X-ENDLIST\n"
+            )
+
+        return self._cached("playlist.mp4", make)

@@ -1,0 +1,246 @@
+"""Fixtures: the real local stack (PostgreSQL + gateway, moto server), clips
+made by FFmpeg, and factories for uploads, jobs and messages.
+
+A missing service (no FFmpeg, no PostgreSQL) is a skip on a laptop and a
+failure in CI (`CI` set), so CI can never pass by testing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests import clips
+from tests.stack import LocalStack, StackError
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "streaming" / "stream_worker_sqs.py"
+BUCKET = "rugbycodex-media"
+QUEUE = "rugbycodex-transcode-jobs"
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is missing a required component: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    base = tmp_path_factory.mktemp("stack")
+    local = LocalStack(base)
+    try:
+        local.start()
+    except StackError as exc:
+        _require(False, f"local stack could not start: {exc}")
+    yield local
+    local.close()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> clips.ClipFactory:
+    _require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed")
+    return clips.ClipFactory(tmp_path_factory.mktemp("clips"))
+
+
+@dataclass
+class World:
+    """One test's view of the stack: clients, the env for a worker, helpers."""
+
+    stack: LocalStack
+    env: dict[str, str]
+    work_dir: Path
+    s3: Any
+    sqs: Any
+    queue_url: str
+    dlq_url: str
+    created: list[str] = field(default_factory=list)
+
+    # --- database ---------------------------------------------------------
+
+    def sql(self, statement: str, *args: Any) -> list[dict[str, Any]]:
+        with psycopg.connect(self.stack.postgres.dsn, autocommit=True, row_factory=dict_row) as c:
+            cursor = c.execute(statement, args)
+            return cursor.fetchall() if cursor.description else []
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.sql("SELECT * FROM jobs WHERE id = %s", job_id)[0]
+
+    def asset(self, media_id: str) -> dict[str, Any]:
+        return self.sql("SELECT * FROM media_assets WHERE id = %s", media_id)[0]
+
+    # --- uploads, jobs and messages ----------------------------------------
+
+    def upload(
+        self,
+        clip: Path | None,
+        *,
+        org_id: str | None = None,
+        file_name: str = "match.mp4",
+        storage_path: str | None = None,
+        state: str = "queued",
+        attempt: int = 1,
+        send: bool = True,
+        bucket: str = BUCKET,
+    ) -> Upload:
+        org_id = org_id or str(uuid.uuid4())
+        media_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
+        key = storage_path or f"orgs/{org_id}/uploads/{media_id}/raw/{file_name}"
+        size = clip.stat().st_size if clip else 0
+        if clip is not None:
+            self.s3.upload_file(str(clip), BUCKET, key)
+        self.sql(
+            "INSERT INTO media_assets (id, org_id, bucket, storage_path, file_name, mime_type,"
+            " file_size_bytes, status, processing_stage) VALUES"
+            " (%s, %s, %s, %s, %s, 'video/mp4', %s, 'uploaded', 'uploaded')",
+            media_id, org_id, bucket, key, file_name, size,
+        )  # fmt: skip
+        self.sql(
+            "INSERT INTO jobs (id, org_id, media_asset_id, type, state, attempt, payload)"
+            " VALUES (%s, %s, %s, 'transcode', %s, %s, %s)",
+            job_id, org_id, media_id, state, attempt,
+            json.dumps({"media_id": media_id}),
+        )  # fmt: skip
+        made = Upload(job_id, media_id, org_id, key)
+        if send:
+            self.send(made.message())
+        return made
+
+    def send(self, body: dict[str, Any] | str) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=text)
+
+    def queue_counts(self) -> tuple[int, int]:
+        """(visible, in flight) messages in the transcode queue."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            int(attrs["ApproximateNumberOfMessages"]),
+            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def download_prefix(self, prefix: str, dest: Path) -> Path:
+        for key in self.keys(prefix):
+            target = dest / key[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(BUCKET, key, str(target))
+        return dest
+
+    # --- the worker ---------------------------------------------------------
+
+    def run_worker(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+        """The real daemon as a subprocess (`--once` unless told otherwise)."""
+        return subprocess.run(
+            [sys.executable, str(WORKER), *(args or ("--once",))],
+            env={**self.base_env(), **self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def base_env(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+        return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+@dataclass(frozen=True)
+class Upload:
+    job_id: str
+    media_id: str
+    org_id: str
+    key: str
+
+    def message(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "media_id": self.media_id,
+            "org_id": self.org_id,
+            "type": "transcode",
+            **extra,
+        }
+
+    @property
+    def prefix(self) -> str:
+        return f"orgs/{self.org_id}/uploads/{self.media_id}/"
+
+
+def events(output: str) -> list[dict[str, Any]]:
+    """The JSON event lines of a worker's stdout."""
+    found = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("<") and ">" in line[:4]:
+            line = line[line.index(">") + 1 :]
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+@pytest.fixture
+def world(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    stack.moto.reset()
+    stack.postgres.truncate()
+    assert stack.gateway is not None
+    stack.gateway.delay_seconds = 0
+    stack.gateway.take_fault()  # no fault left over from another test
+    work_dir = tmp_path / "work"
+    env = stack.env(
+        TRANSCODE_WORK_DIR=str(work_dir),
+        TRANSCODE_PRESET="ultrafast",
+        SQS_QUEUE_URL="",
+        PROGRESS_WRITE_SECONDS="0.5",
+        RETRY_BACKOFF_SECONDS="30",
+    )
+    for name, value in env.items():  # for in-process clients (botocore reads these)
+        monkeypatch.setenv(name, value)
+    session = dict(
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=stack.moto.url,
+    )
+    s3 = boto3.client("s3", **session)
+    sqs = boto3.client("sqs", **session)
+    s3.create_bucket(Bucket=BUCKET)
+    dlq_url = sqs.create_queue(QueueName=QUEUE + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=QUEUE,
+        Attributes={
+            "VisibilityTimeout": "1200",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    env["SQS_QUEUE_URL"] = queue_url
+    monkeypatch.setenv("SQS_QUEUE_URL", queue_url)
+    yield World(stack, env, work_dir, s3, sqs, queue_url, dlq_url)
+
+
+@pytest.fixture
+def stop_event() -> threading.Event:
+    return threading.Event()

@@ -1,0 +1,209 @@
+"""The local stand-in for the live system: PostgreSQL + gateway, moto (S3, SQS).
+
+Used by the test fixtures and by `scripts/demo.py`. Everything listens on
+loopback only and lives in one temporary folder that `close()` removes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+
+from tests.postgrest_gateway import Gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "schema" / "schema.sql"
+API_KEY = "local-service-role-key-for-tests"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def postgres_bin_dir() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
+    if not candidates:
+        raise StackError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return Path(candidates[-1]).parent
+
+
+class PostgresCluster:
+    """A throwaway cluster: initdb, start on a free loopback port, load the schema."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.data = base / "pgdata"
+        self.port = free_port()
+        self.bin = postgres_bin_dir()
+        self.user: str | None = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            for name in ("postgres", "nobody"):
+                try:
+                    pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                self.user = name
+                break
+
+    def _run(self, *args: str) -> None:
+        command = list(args)
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise StackError(f"{' '.join(args[:2])} failed: {result.stderr.strip()[-800:]}")
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+                  "-U", "postgres", "--no-sync", "-E", "UTF8")  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                  "-l", str(self.base / "postgres.log"), "-w", "-t", "60", "start")  # fmt: skip
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(SCHEMA.read_text())
+
+    def stop(self) -> None:
+        if self.data.exists():
+            try:
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            except (StackError, subprocess.TimeoutExpired):
+                pass
+
+    def truncate(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE jobs, media_assets, media_cleanup_jobs")
+
+
+class MotoServer:
+    """moto in server mode as its own process, reached over loopback HTTP."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        log = open(self.base / f"moto-{self.port}.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def reset(self) -> None:
+        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+class LocalStack:
+    """PostgreSQL + gateway + moto, and the environment that points a worker at them."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        # Its own folder outside `base`: PostgreSQL runs as another user when
+        # we are root, and that user cannot enter pytest's private folders.
+        self.postgres = PostgresCluster(Path(tempfile.mkdtemp(prefix="rugbycodex-pg-")))
+        self.moto = MotoServer(base / "moto")
+        self.gateway: Gateway | None = None
+        self.gateway_url = ""
+
+    def start(self) -> LocalStack:
+        try:
+            self.postgres.start()
+            self.moto.start()
+            self.gateway = Gateway(self.postgres.dsn, API_KEY)
+            self.gateway_url = self.gateway.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.moto.stop()
+        self.postgres.stop()
+        shutil.rmtree(self.postgres.base, ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Settings for a worker pointed at this stack (no real credentials)."""
+        env = {
+            "SUPABASE_URL": self.gateway_url,
+            "SUPABASE_SERVICE_ROLE_KEY": API_KEY,
+            "AWS_ACCESS_KEY_ID": "local-test-key",
+            "AWS_SECRET_ACCESS_KEY": "local-test-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_SQS": self.moto.url,
+            "WASABI_ENDPOINT": self.moto.url,
+            "WASABI_REGION": "us-east-1",
+            "WASABI_KEY": "local-wasabi-key",
+            "WASABI_SECRET": "local-wasabi-secret",
+            "BUCKET_NAME": "rugbycodex-media",
+            "AXIOM_ENVIRONMENT": "test",
+            "RC_DEVICE_NAME": "test-worker",
+        }
+        env.update(overrides)
+        return env

@@ -1,0 +1,104 @@
+"""All SQS calls of the transcoder: receive, delete, change visibility.
+
+Retries of single requests are botocore's `standard` mode; what is left after
+them comes out as `QueueUnavailable` (transient) or `ReceiptInvalid` (the
+message is no longer ours: deleted, or received by another consumer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+_RECEIPT_GONE = {
+    "ReceiptHandleIsInvalid",
+    "InvalidReceiptHandle",
+    "AWS.SimpleQueueService.MessageNotInflight",
+    "MessageNotInflight",
+}
+
+
+class QueueUnavailable(Exception):
+    """SQS could not be reached or answered with an error that may pass."""
+
+
+class ReceiptInvalid(Exception):
+    """The receipt handle no longer names an in-flight message of ours."""
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+
+def _receipt_gone(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    if code in _RECEIPT_GONE:
+        return True
+    # Real SQS answers InvalidParameterValue with this text for a stale handle.
+    return code == "InvalidParameterValue" and "receipt" in str(error.get("Message", "")).lower()
+
+
+class WorkQueue:
+    def __init__(self, queue_url: str, region: str, *, read_timeout: int = 30) -> None:
+        self.url = queue_url
+        # The endpoint comes from botocore's own AWS_ENDPOINT_URL_SQS when set.
+        self.client = boto3.client(
+            "sqs",
+            region_name=region,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 4},
+                connect_timeout=10,
+                read_timeout=read_timeout,
+            ),
+        )
+
+    def receive(self, wait_seconds: int = 20) -> Message | None:
+        try:
+            answer = self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueUnavailable(f"receive: {type(exc).__name__}: {exc}") from exc
+        messages = answer.get("Messages") or []
+        if not messages:
+            return None
+        raw = messages[0]
+        count_text = raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+        return Message(
+            message_id=raw.get("MessageId", ""),
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            receive_count=int(count_text) if count_text.isdigit() else 1,
+        )
+
+    def _call(self, operation: str, **kwargs: object) -> None:
+        try:
+            getattr(self.client, operation)(QueueUrl=self.url, **kwargs)
+        except ClientError as exc:
+            if _receipt_gone(exc):
+                raise ReceiptInvalid(str(exc)) from exc
+            raise QueueUnavailable(f"{operation}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise QueueUnavailable(f"{operation}: {type(exc).__name__}: {exc}") from exc
+
+    def delete(self, message: Message) -> None:
+        self._call("delete_message", ReceiptHandle=message.receipt_handle)
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        """Make the message invisible for `seconds` from now (0 = visible at once)."""
+        self._call(
+            "change_message_visibility",
+            ReceiptHandle=message.receipt_handle,
+            VisibilityTimeout=max(0, min(int(seconds), 43200)),
+        )

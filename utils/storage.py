@@ -1,0 +1,203 @@
+"""All Wasabi (S3-compatible) calls of both workers.
+
+Transfers go through s3transfer's TransferManager (concurrent ranged GETs for
+big downloads, parallel PUTs and multipart for uploads); request retries are
+botocore's `standard` mode. The rest of the code speaks of files and folders:
+errors come out as `ObjectMissing` (permanent) or `StorageUnavailable`
+(transient, worth retrying later).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from utils.config import CommonSettings
+
+MiB = 1024 * 1024
+Check = Callable[[], None]
+
+
+class StorageUnavailable(Exception):
+    """Storage failed in a way that may pass: network, 5xx, throttling."""
+
+
+class ObjectMissing(Exception):
+    """The object does not exist (or is not readable as one)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    key: str
+    content_type: str
+    cache_control: str
+
+
+class _Progress(BaseSubscriber):
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        self.on_bytes = on_bytes
+
+    def on_progress(self, future: object, bytes_transferred: int, **kwargs: object) -> None:
+        if self.on_bytes is not None:
+            self.on_bytes(bytes_transferred)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket") or status == 404
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, ClientError) and _is_missing(exc):
+        return ObjectMissing(what)
+    return StorageUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+class Storage:
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        key_id: str,
+        secret: str,
+        *,
+        max_concurrency: int = 10,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 5},
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=max_concurrency + 4,
+                s3={"addressing_style": "path"},
+            ),
+        )
+        self.transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=part_size,
+            max_request_concurrency=max_concurrency,
+        )
+        self.poll_seconds = poll_seconds
+
+    @classmethod
+    def from_settings(cls, common: CommonSettings) -> Storage:
+        return cls(
+            common.wasabi_endpoint, common.wasabi_region, common.wasabi_key, common.wasabi_secret
+        )
+
+    def size_of(self, bucket: str, key: str) -> int:
+        """Size in bytes of one object (HEAD)."""
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, f"s3://{bucket}/{key}") from exc
+        return int(head["ContentLength"])
+
+    def _run_transfers(
+        self,
+        submit: Callable[[TransferManager], list],
+        check: Check,
+        what: str,
+    ) -> None:
+        """Run transfers, calling `check()` between waits; whatever it raises
+        cancels every transfer and propagates (how a job stops mid-transfer)."""
+        manager = TransferManager(self.client, self.transfer_config)
+        cancelled = False
+        try:
+            futures = submit(manager)
+            waiter = threading.Event()
+            while not all(f.done() for f in futures):
+                try:
+                    check()
+                except BaseException:
+                    cancelled = True
+                    for future in futures:
+                        future.cancel()
+                    raise
+                waiter.wait(self.poll_seconds)
+            for future in futures:
+                future.result()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _translate(exc, what) from exc
+        finally:
+            manager.shutdown(cancel=cancelled)
+
+    def download(
+        self,
+        bucket: str,
+        key: str,
+        dest: Path,
+        *,
+        check: Check = lambda: None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """Download one object to `dest`, in concurrent ranged parts when big."""
+
+        def submit(manager: TransferManager) -> list:
+            return [manager.download(bucket, key, str(dest), subscribers=[_Progress(on_bytes)])]
+
+        self._run_transfers(submit, check, f"download s3://{bucket}/{key}")
+
+    def upload(
+        self,
+        bucket: str,
+        uploads: Sequence[Upload],
+        *,
+        check: Check = lambda: None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload files concurrently; returns when every one has landed."""
+
+        def submit(manager: TransferManager) -> list:
+            return [
+                manager.upload(
+                    str(item.path),
+                    bucket,
+                    item.key,
+                    extra_args={
+                        "ContentType": item.content_type,
+                        "CacheControl": item.cache_control,
+                    },
+                    subscribers=[_Progress(on_bytes)],
+                )
+                for item in uploads
+            ]
+
+        if uploads:
+            self._run_transfers(submit, check, f"upload {len(uploads)} files to s3://{bucket}")
+
+    def list_keys(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[list[str]]:
+        """Pages of the keys under `prefix` (one ListObjectsV2 call per page)."""
+        token: str | None = None
+        while True:
+            kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc, f"list s3://{bucket}/{prefix}") from exc
+            keys = [item["Key"] for item in page.get("Contents", [])]
+            if keys:
+                yield keys
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
