@@ -13,6 +13,7 @@ PERMANENT_CODES = frozenset(
         "INPUT_INVALID_KEY",  # storage_path/bucket outside the video's own folder
         "INPUT_NOT_FOUND",  # the raw upload is not in storage
         "INPUT_UNSUPPORTED",  # not a video FFmpeg may read (text, image, playlist …)
+        "INPUT_CORRUPT",  # a video whose data ends or breaks long before its stated end
         "INPUT_TOO_LARGE",  # resolution or duration beyond the configured limits
         "FFMPEG_FAILED",  # the transcode failed with software decoding too
         "FFMPEG_STALLED",  # FFmpeg made no progress for FFMPEG_STALL_SECONDS

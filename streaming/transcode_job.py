@@ -264,7 +264,7 @@ class ClaimedJob:
         decoder = self._timed("transcode", lambda: self._transcode(source, info, renditions))
         source.unlink(missing_ok=True)  # free the disk before the upload
         storyboard = self._timed("storyboard", lambda: self._storyboard(info))
-        variants = self._write_master(renditions)
+        variants = self._write_master(renditions, info)
         self._set_asset({"processing_stage": "transcoded"})
         self._timed("upload", self._upload)
         self._record_success(info, variants, storyboard, decoder, size)
@@ -464,7 +464,7 @@ class ClaimedJob:
             shutil.copyfile(tiles[0], self.layout.poster)
         return board
 
-    def _write_master(self, renditions: list[Rendition]) -> list[VariantStats]:
+    def _write_master(self, renditions: list[Rendition], info: MediaInfo) -> list[VariantStats]:
         variants = []
         for r in renditions:
             playlist = self.layout.playlist(r)
@@ -472,7 +472,16 @@ class ClaimedJob:
             if not playlist.is_file() or not first.is_file():
                 raise JobError("FFMPEG_FAILED", f"FFmpeg wrote no {r.name} rendition")
             streams = probe_output(self.settings.ffprobe_bin, first).get("streams", [])
-            variants.append(measure_variant(r, playlist, streams))
+            variant = measure_variant(r, playlist, streams)
+            # FFmpeg ends without an error at the first unreadable byte of a cut
+            # file; a stream that stops long before the stated end is not a success.
+            if variant.duration < 0.5 * info.duration:
+                raise JobError(
+                    "INPUT_CORRUPT",
+                    f"the video data ends at {variant.duration:.1f}s of the "
+                    f"{info.duration:.1f}s the file states: truncated or corrupt upload",
+                )
+            variants.append(variant)
         self.layout.master.write_text(master_playlist(variants))
         return variants
 

@@ -7,6 +7,7 @@ failure in CI (`CI` set), so CI can never pass by testing nothing.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,8 +24,15 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from streaming.transcode_job import Services
+from streaming.worker import run_loop
 from tests import clips
 from tests.stack import LocalStack, StackError
+from utils.config import load_transcoder_settings
+from utils.observability import EventLog
+from utils.sqs_queue import WorkQueue
+from utils.storage import Storage
+from utils.supabase_db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "streaming" / "stream_worker_sqs.py"
@@ -76,6 +84,15 @@ class World:
         with psycopg.connect(self.stack.postgres.dsn, autocommit=True, row_factory=dict_row) as c:
             cursor = c.execute(statement, args)
             return cursor.fetchall() if cursor.description else []
+
+    def backdate(self, job_id: str, hours: float) -> None:
+        """Make a job look untouched for `hours` (the updated_at trigger is bypassed)."""
+        with psycopg.connect(self.stack.postgres.dsn, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            conn.execute(
+                "UPDATE jobs SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+                (hours * 3600, job_id),
+            )
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.sql("SELECT * FROM jobs WHERE id = %s", job_id)[0]
@@ -160,6 +177,28 @@ class World:
             text=True,
             timeout=timeout,
         )
+
+    def services(
+        self, stop: threading.Event | None = None, decoders: frozenset[str] = frozenset(),
+        **overrides: str,
+    ) -> Services:  # fmt: skip
+        """The worker's real clients, built in this process from the test's env."""
+        settings = load_transcoder_settings({**self.env, **overrides})
+        return Services(
+            settings=settings,
+            db=Database(settings.common.supabase_url, settings.common.supabase_key),
+            storage=Storage.from_settings(settings.common),
+            queue=WorkQueue(settings.queue_url, settings.aws_region),
+            decoders=decoders,
+            stop=stop or threading.Event(),
+        )
+
+    def run_once(self, services: Services | None = None, **overrides: str) -> list[dict[str, Any]]:
+        """One pass of the real loop in this process; returns its events."""
+        stream = io.StringIO()
+        log = EventLog("transcode", environment="test", worker="test-worker", stream=stream)
+        run_loop(services or self.services(**overrides), log, once=True)
+        return events(stream.getvalue())
 
     def base_env(self) -> dict[str, str]:
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")

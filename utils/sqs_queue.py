@@ -47,12 +47,16 @@ def _receipt_gone(exc: ClientError) -> bool:
 
 
 class WorkQueue:
-    def __init__(self, queue_url: str, region: str, *, read_timeout: int = 30) -> None:
+    def __init__(
+        self, queue_url: str, region: str, *, read_timeout: int = 30,
+        endpoint_url: str | None = None,
+    ) -> None:  # fmt: skip
         self.url = queue_url
-        # The endpoint comes from botocore's own AWS_ENDPOINT_URL_SQS when set.
+        # Without endpoint_url, botocore's own AWS_ENDPOINT_URL_SQS applies when set.
         self.client = boto3.client(
             "sqs",
             region_name=region,
+            endpoint_url=endpoint_url,
             config=Config(
                 retries={"mode": "standard", "max_attempts": 4},
                 connect_timeout=10,

@@ -57,7 +57,7 @@ class Database:
             url,
             key,
             options=SyncClientOptions(
-                postgrest_client_timeout=timeout,
+                httpx_client=httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)),
                 auto_refresh_token=False,
                 persist_session=False,
             ),

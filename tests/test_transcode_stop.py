@@ -1,0 +1,84 @@
+"""Stopping the daemon mid-job, and losing the message mid-job (real processes)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import WORKER, World
+
+
+def start_worker(world: World, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        env={**world.base_env(), **world.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120) -> list[dict]:
+    """Read the worker's event lines until `event_type` appears."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1]["event_type"] == event_type:
+                return seen
+    raise AssertionError(f"{event_type} never came; saw {[e['event_type'] for e in seen]}")
+
+
+def test_sigterm_during_transcode_hands_the_job_back(world: World, media) -> None:
+    upload = world.upload(media.h264(1280, 720, 30))
+    proc = start_worker(world, TRANSCODE_PRESET="slower")
+    try:
+        wait_for_event(proc, "transcode_ffmpeg_started")
+        time.sleep(1)
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 0, err
+    assert took < 10
+    job = world.job(upload.job_id)
+    assert job["state"] == "queued" and job["error_code"] is None
+    asset = world.asset(upload.media_id)
+    assert (asset["status"], asset["processing_stage"]) == ("uploaded", "uploaded")
+    assert world.queue_counts() == (1, 0)  # visible again at once for the next worker
+    assert not any(world.work_dir.iterdir())
+    assert "transcode_job_released" in out
+    assert world.keys(upload.prefix + "streaming/index.m3u8") == []
+
+
+def test_message_taken_by_another_consumer_stops_the_job(world: World, media) -> None:
+    upload = world.upload(media.h264(1280, 720, 30))
+    proc = start_worker(
+        world, "--once", TRANSCODE_PRESET="slower",
+        HEARTBEAT_INTERVAL_SECONDS="1", HEARTBEAT_EXTENSION_SECONDS="3",
+    )  # fmt: skip
+    try:
+        wait_for_event(proc, "transcode_ffmpeg_started")
+        # The message disappears under the worker (as when another consumer
+        # received and deleted it): the worker's receipt handle turns invalid.
+        world.sqs.purge_queue(QueueUrl=world.queue_url)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 0, err
+    assert "transcode_heartbeat_lost" in out and "transcode_job_lost" in out
+    assert world.job(upload.job_id)["state"] == "running"  # left to the new owner
+    assert not any(world.work_dir.iterdir())
+    assert world.keys(upload.prefix + "streaming/index.m3u8") == []
