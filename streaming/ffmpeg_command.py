@@ -130,12 +130,31 @@ def transcode_command(
     return command
 
 
-def sprite_command(ffmpeg: str, layout: OutputLayout, columns: int, rows: int) -> list[str]:
-    """Assemble the storyboard tiles (our own small JPEGs) into sprites."""
-    return [
-        ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
-        "-protocol_whitelist", "file", "-f", "image2", "-framerate", "1",
-        "-start_number", "0", "-i", str(layout.tiles / "tile_%05d.jpg"),
-        "-vf", f"tile={columns}x{rows}", "-q:v", "5", "-f", "image2",
-        "-start_number", "0", str(layout.thumbnails / "storyboard_%03d.jpg"),
-    ]  # fmt: skip
+def sprite_commands(
+    ffmpeg: str, layout: OutputLayout, tiles: int, columns: int, rows: int
+) -> list[list[str]]:
+    """Assemble the storyboard tiles (our own small JPEGs) into sprites.
+
+    The web app derives a sprite's size from the largest `x+w`, `y+h` in the
+    VTT, so the last sprite is made exactly as large as the tiles it holds
+    (no empty rows or columns of padding that it would squash into view).
+    """
+    per_sprite = columns * rows
+    full, rest = divmod(tiles, per_sprite)
+
+    def run(first_tile: int, grid: str, sprites: int, first_sprite: int) -> list[str]:
+        return [
+            ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
+            "-protocol_whitelist", "file", "-f", "image2", "-framerate", "1",
+            "-start_number", str(first_tile), "-i", str(layout.tiles / "tile_%05d.jpg"),
+            "-vf", f"tile={grid}", "-frames:v", str(sprites), "-q:v", "5", "-f", "image2",
+            "-start_number", str(first_sprite), str(layout.thumbnails / "storyboard_%03d.jpg"),
+        ]  # fmt: skip
+
+    commands = []
+    if full:
+        commands.append(run(0, f"{columns}x{rows}", full, 0))
+    if rest:
+        grid = f"{min(rest, columns)}x{-(-rest // columns)}"
+        commands.append(run(full * per_sprite, grid, 1, full))
+    return commands

@@ -23,7 +23,7 @@ from streaming.ffmpeg_command import (
     EncodeOptions,
     OutputLayout,
     pick_decoder,
-    sprite_command,
+    sprite_commands,
     transcode_command,
 )
 from streaming.ffmpeg_runner import RunResult, run_ffmpeg
@@ -452,13 +452,14 @@ class ClaimedJob:
         )
         for extra in tiles[count:]:
             extra.unlink()
-        result = run_ffmpeg(
-            sprite_command(self.settings.ffmpeg_bin, self.layout, board.columns, board.rows),
-            check=self.check,
-            stall_seconds=self.settings.ffmpeg_stall_seconds,
-        )
-        if not result.ok:
-            self._raise_for(result)
+        for command in sprite_commands(
+            self.settings.ffmpeg_bin, self.layout, board.tiles, board.columns, board.rows
+        ):
+            result = run_ffmpeg(
+                command, check=self.check, stall_seconds=self.settings.ffmpeg_stall_seconds
+            )
+            if not result.ok:
+                self._raise_for(result)
         (self.layout.thumbnails / "storyboard.vtt").write_text(board.vtt(info.duration))
         if not self.layout.poster.is_file():
             shutil.copyfile(tiles[0], self.layout.poster)

@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import boto3
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from streaming.transcode_job import Services
 from streaming.worker import run_loop
 from tests import clips
-from tests.stack import LocalStack, StackError
+from tests.stack import LocalStack, StackError, insert_upload
 from utils.config import load_transcoder_settings
 from utils.observability import EventLog
 from utils.sqs_queue import WorkQueue
@@ -120,17 +120,9 @@ class World:
         size = clip.stat().st_size if clip else 0
         if clip is not None:
             self.s3.upload_file(str(clip), BUCKET, key)
-        self.sql(
-            "INSERT INTO media_assets (id, org_id, bucket, storage_path, file_name, mime_type,"
-            " file_size_bytes, status, processing_stage) VALUES"
-            " (%s, %s, %s, %s, %s, 'video/mp4', %s, 'uploaded', 'uploaded')",
-            media_id, org_id, bucket, key, file_name, size,
-        )  # fmt: skip
-        self.sql(
-            "INSERT INTO jobs (id, org_id, media_asset_id, type, state, attempt, payload)"
-            " VALUES (%s, %s, %s, 'transcode', %s, %s, %s)",
-            job_id, org_id, media_id, state, attempt,
-            json.dumps({"media_id": media_id}),
+        insert_upload(
+            self.stack.postgres.dsn, org_id=org_id, media_id=media_id, job_id=job_id, key=key,
+            bucket=bucket, size=size, file_name=file_name, state=state, attempt=attempt,
         )  # fmt: skip
         made = Upload(job_id, media_id, org_id, key)
         if send:
@@ -168,7 +160,9 @@ class World:
 
     # --- the worker ---------------------------------------------------------
 
-    def run_worker(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    def run_worker(
+        self, *args: str, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess:
         """The real daemon as a subprocess (`--once` unless told otherwise)."""
         return subprocess.run(
             [sys.executable, str(WORKER), *(args or ("--once",))],
@@ -255,26 +249,8 @@ def world(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )
     for name, value in env.items():  # for in-process clients (botocore reads these)
         monkeypatch.setenv(name, value)
-    session = dict(
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=stack.moto.url,
-    )
-    s3 = boto3.client("s3", **session)
-    sqs = boto3.client("sqs", **session)
-    s3.create_bucket(Bucket=BUCKET)
-    dlq_url = sqs.create_queue(QueueName=QUEUE + "-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    queue_url = sqs.create_queue(
-        QueueName=QUEUE,
-        Attributes={
-            "VisibilityTimeout": "1200",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-        },
-    )["QueueUrl"]
+    s3, sqs = stack.clients()
+    queue_url, dlq_url = stack.create_bucket_and_queue(BUCKET, QUEUE)
     env["SQS_QUEUE_URL"] = queue_url
     monkeypatch.setenv("SQS_QUEUE_URL", queue_url)
     yield World(stack, env, work_dir, s3, sqs, queue_url, dlq_url)

@@ -7,6 +7,7 @@ loopback only and lives in one temporary folder that `close()` removes.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -17,7 +18,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import boto3
 import psycopg
 
 from tests.postgrest_gateway import Gateway
@@ -157,6 +160,25 @@ class MotoServer:
         urllib.request.urlopen(request, timeout=10).close()
 
 
+def insert_upload(
+    dsn: str, *, org_id: str, media_id: str, job_id: str, key: str, bucket: str,
+    size: int, file_name: str, state: str = "queued", attempt: int = 1,
+) -> None:  # fmt: skip
+    """The rows the web app writes for one finished upload: asset + transcode job."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO media_assets (id, org_id, bucket, storage_path, file_name, mime_type,"
+            " file_size_bytes, status, processing_stage) VALUES"
+            " (%s, %s, %s, %s, %s, 'video/mp4', %s, 'uploaded', 'uploaded')",
+            (media_id, org_id, bucket, key, file_name, size),
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, org_id, media_asset_id, type, state, attempt, payload)"
+            " VALUES (%s, %s, %s, 'transcode', %s, %s, %s)",
+            (job_id, org_id, media_id, state, attempt, json.dumps({"media_id": media_id})),
+        )
+
+
 class LocalStack:
     """PostgreSQL + gateway + moto, and the environment that points a worker at them."""
 
@@ -187,6 +209,29 @@ class LocalStack:
         self.postgres.stop()
         shutil.rmtree(self.postgres.base, ignore_errors=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def clients(self) -> tuple[Any, Any]:
+        """(s3, sqs) boto3 clients for this stack's moto server."""
+        session = dict(
+            region_name="us-east-1",
+            aws_access_key_id="local-test-key",
+            aws_secret_access_key="local-test-secret",
+            endpoint_url=self.moto.url,
+        )
+        return boto3.client("s3", **session), boto3.client("sqs", **session)
+
+    def create_bucket_and_queue(self, bucket: str, queue: str) -> tuple[str, str]:
+        """The bucket, and the queue as production has it (1200 s, DLQ after 3)."""
+        s3, sqs = self.clients()
+        s3.create_bucket(Bucket=bucket)
+        dlq_url = sqs.create_queue(QueueName=queue + "-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+        redrive = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "3"}
+        queue_url = sqs.create_queue(
+            QueueName=queue,
+            Attributes={"VisibilityTimeout": "1200", "RedrivePolicy": json.dumps(redrive)},
+        )["QueueUrl"]
+        return queue_url, dlq_url
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Settings for a worker pointed at this stack (no real credentials)."""

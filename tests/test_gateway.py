@@ -48,9 +48,7 @@ def test_errors_have_postgrest_shape(world: World) -> None:
         assert bad.json()["code"] == "22P02" and set(bad.json()) == {
             "code", "details", "hint", "message",
         }  # fmt: skip
-        check = client.patch(
-            "/jobs", params={"id": f"eq.{uuid.uuid4()}"}, json={"progress": 2}
-        )
+        check = client.patch("/jobs", params={"id": f"eq.{uuid.uuid4()}"}, json={"progress": 2})
         assert check.status_code in (204, 400)
         missing = client.get("/no_such_table")
         assert missing.status_code == 404

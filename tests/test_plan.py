@@ -77,14 +77,24 @@ def test_probe_rejects_what_is_not_a_video() -> None:
     assert no_video.value.code == "INPUT_UNSUPPORTED"
     with pytest.raises(JobError) as huge:
         parse_probe(
-            {"streams": [{"codec_type": "video", "width": 20000, "height": 20000}],
-             "format": {"duration": "5"}}  # fmt: skip
+            {
+                "streams": [{"codec_type": "video", "width": 20000, "height": 20000}],
+                "format": {"duration": "5"},
+            }  # fmt: skip
         )
     assert huge.value.code == "INPUT_TOO_LARGE"
     rotated = parse_probe(
-        {"streams": [{"codec_type": "video", "width": 1920, "height": 1080,
-                      "side_data_list": [{"rotation": -90}]}],
-         "format": {"duration": "5"}}  # fmt: skip
+        {
+            "streams": [
+                {
+                    "codec_type": "video",
+                    "width": 1920,
+                    "height": 1080,
+                    "side_data_list": [{"rotation": -90}],
+                }
+            ],
+            "format": {"duration": "5"},
+        }  # fmt: skip
     )
     assert (rotated.width, rotated.height) == (1080, 1920)
 

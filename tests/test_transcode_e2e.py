@@ -23,8 +23,17 @@ SEGMENT = 6
 
 def ffprobe_json(path: Path, *entries: str) -> dict:
     result = subprocess.run(
-        ["ffprobe", "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
-         *entries, str(path)],  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-protocol_whitelist",
+            "file",
+            "-print_format",
+            "json",
+            *entries,
+            str(path),
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         check=True,
@@ -39,8 +48,18 @@ def source_duration(clip: Path) -> float:
 def decoded_duration(playlist: Path) -> float:
     """Decode the variant to the end (as a player would) and return how long it ran."""
     result = subprocess.run(
-        ["ffmpeg", "-v", "error", "-protocol_whitelist", "file", "-i", str(playlist),
-         "-f", "null", "-"],  # fmt: skip
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-protocol_whitelist",
+            "file",
+            "-i",
+            str(playlist),
+            "-f",
+            "null",
+            "-",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
     )
@@ -49,7 +68,9 @@ def decoded_duration(playlist: Path) -> float:
     return float(data["format"]["duration"])
 
 
-def check_stream(world: World, upload, clip: Path, tmp_path: Path) -> m3u8.M3U8:
+def check_stream(
+    world: World, upload, clip: Path, tmp_path: Path, segment: int = SEGMENT
+) -> m3u8.M3U8:
     """Everything a player and the web app rely on for one finished upload."""
     local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
     master = m3u8.load(str(local / "index.m3u8"))
@@ -61,19 +82,23 @@ def check_stream(world: World, upload, clip: Path, tmp_path: Path) -> m3u8.M3U8:
         assert media.is_endlist and all(seg.uri.endswith(".ts") for seg in media.segments)
         assert not media.segment_map  # no fMP4 init segment: the playback function needs .ts
         total = sum(seg.duration for seg in media.segments)
-        assert abs(total - expected) <= SEGMENT, (variant.uri, total, expected)
-        assert abs(decoded_duration(local / variant.uri) - expected) <= SEGMENT
+        assert abs(total - expected) <= segment, (variant.uri, total, expected)
+        assert abs(decoded_duration(local / variant.uri) - expected) <= segment
         width, height = variant.stream_info.resolution
         probed = ffprobe_json(local / media.segments[0].uri, "-show_streams")["streams"]
         video = [s for s in probed if s["codec_type"] == "video"][0]
         assert (video["width"], video["height"]) == (width, height)
-        profile_prefix = {"High": "avc1.6400", "Main": "avc1.4d40", "Constrained Baseline": "avc1.42e0"}
+        profile_prefix = {
+            "High": "avc1.6400",
+            "Main": "avc1.4d40",
+            "Constrained Baseline": "avc1.42e0",
+        }
         assert variant.stream_info.codecs.startswith(profile_prefix[video["profile"]])
         assert int(variant.stream_info.codecs[9:11], 16) == video["level"]
     vtt = (local / "thumbnails" / "storyboard.vtt").read_text()
     cues = re.findall(r"(\d\d):(\d\d):(\d\d\.\d+) --> (\d\d):(\d\d):(\d\d\.\d+)\n(\S+)", vtt)
     assert cues
-    ends = []
+    ends, extent = [], {}
     for h1, m1, s1, h2, m2, s2, target in cues:
         start = int(h1) * 3600 + int(m1) * 60 + float(s1)
         end = int(h2) * 3600 + int(m2) * 60 + float(s2)
@@ -81,9 +106,15 @@ def check_stream(world: World, upload, clip: Path, tmp_path: Path) -> m3u8.M3U8:
         ends.append(end)
         sprite, _, xywh = target.partition("#xywh=")
         x, y, w, h = map(int, xywh.split(","))
-        size = ffprobe_json(local / "thumbnails" / sprite, "-show_streams")["streams"][0]
-        assert x + w <= size["width"] and y + h <= size["height"] and w == 320
+        old = extent.get(sprite, (0, 0))
+        extent[sprite] = (max(old[0], x + w), max(old[1], y + h))
+        assert w == 320
     assert ends[-1] == pytest.approx(expected, abs=0.05)
+    assert len(cues) == -int(-expected // segment)  # one tile per segment interval
+    for sprite, (width, height) in extent.items():
+        # The web app takes a sprite's size from the largest x+w, y+h it sees.
+        size = ffprobe_json(local / "thumbnails" / sprite, "-show_streams")["streams"][0]
+        assert (size["width"], size["height"]) == (width, height), sprite
     assert (local / "thumbnails" / "poster.jpg").stat().st_size > 1000
     return master
 
@@ -166,3 +197,21 @@ def test_varied_inputs_play(
         assert variant.stream_info.codecs.endswith(",mp4a.40.2") is has_audio
     assert world.job(upload.job_id)["state"] == "succeeded"
     assert world.asset(upload.media_id)["streaming_ready"] is True
+
+
+def test_long_storyboard_spans_sprites_sized_to_their_tiles(
+    world: World, media, tmp_path: Path
+) -> None:
+    clip = media.h264(320, 180, 58, audio=False)  # 29 tiles of 2 s: a full sprite + 4 tiles
+    upload = world.upload(clip)
+
+    run = world.run_worker(HLS_SEGMENT_SECONDS="2")
+
+    assert run.returncode == 0, run.stderr
+    check_stream(world, upload, clip, tmp_path, segment=2)
+    asset = world.asset(upload.media_id)
+    assert asset["thumbnail_frame_count"] == 29 and asset["thumbnail_interval_seconds"] == 2
+    sprites = [k for k in world.keys(upload.prefix) if "/storyboard_" in k]
+    assert [k.rsplit("/", 1)[1] for k in sorted(sprites)] == [
+        "storyboard_000.jpg", "storyboard_001.jpg",
+    ]  # fmt: skip

@@ -26,10 +26,26 @@ def by_type(log: list[dict], suffix: str) -> list[dict]:
         ("this is not json", "INVALID_MESSAGE"),
         (json.dumps(["a", "list"]), "INVALID_MESSAGE"),
         (json.dumps({"job_id": str(uuid.uuid4()), "org_id": str(uuid.uuid4())}), "INVALID_MESSAGE"),
-        (json.dumps({"job_id": "1; DROP TABLE jobs", "media_id": str(uuid.uuid4()),
-                     "org_id": str(uuid.uuid4())}), "INVALID_MESSAGE"),  # fmt: skip
-        (json.dumps({"job_id": str(uuid.uuid4()), "media_id": str(uuid.uuid4()),
-                     "org_id": str(uuid.uuid4())}), "JOB_NOT_FOUND"),  # fmt: skip
+        (
+            json.dumps(
+                {
+                    "job_id": "1; DROP TABLE jobs",
+                    "media_id": str(uuid.uuid4()),
+                    "org_id": str(uuid.uuid4()),
+                }
+            ),
+            "INVALID_MESSAGE",
+        ),  # fmt: skip
+        (
+            json.dumps(
+                {
+                    "job_id": str(uuid.uuid4()),
+                    "media_id": str(uuid.uuid4()),
+                    "org_id": str(uuid.uuid4()),
+                }
+            ),
+            "JOB_NOT_FOUND",
+        ),  # fmt: skip
     ],
 )
 def test_bad_message_is_rejected_once_and_deleted(world: World, body: str, code: str) -> None:
@@ -155,9 +171,7 @@ def test_missing_upload_fails_with_input_not_found(world: World) -> None:
         "orgs/{org}/uploads/{other_media}/raw/match.mp4",
     ],
 )
-def test_storage_path_outside_the_videos_folder_is_refused(
-    world: World, media, path: str
-) -> None:
+def test_storage_path_outside_the_videos_folder_is_refused(world: World, media, path: str) -> None:
     org, other, other_media = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     clip = media.h264(320, 180, 2)
     # The object really exists where the row points: only the check stops it.
@@ -212,9 +226,7 @@ def test_storage_down_hands_the_job_back_then_fails_it_on_the_last_receive(
     assert world.queue_counts() == (0, 1)  # hidden for the back-off
 
 
-def test_transient_failure_on_the_last_receive_fails_the_job_for_good(
-    world: World, media
-) -> None:
+def test_transient_failure_on_the_last_receive_fails_the_job_for_good(world: World, media) -> None:
     upload = world.upload(media.h264(320, 180, 2))
     dead = f"http://127.0.0.1:{free_port()}"
     world.run_once(WASABI_ENDPOINT=dead, RETRY_BACKOFF_SECONDS="0")  # receive 1: retry at once
