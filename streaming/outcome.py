@@ -5,11 +5,15 @@
 | SUCCEEDED  | written by the job itself before this        | delete                         |
 | SKIPPED    | untouched (already done or canceled)         | delete                         |
 | REJECTED   | untouched (the message is bad, not the job)  | delete                         |
-| DEFERRED   | untouched (another live worker holds it)     | hide until the lease goes stale; delete on its last receive |
-| RETRY      | job → queued, asset → uploaded               | hide for the back-off; on the last receive → FAILED |
+| DEFERRED   | untouched (another live worker holds it)     | hide until the lease is stale  |
+| RETRY      | job → queued, asset → uploaded               | hide for the back-off          |
 | FAILED     | job → failed + error, asset → failed         | delete                         |
 | LOST       | untouched (the new owner decides)            | nothing: it is not ours        |
 | STOPPED    | job → queued, asset → uploaded               | visible again at once          |
+
+On the message's last allowed receive, RETRY of a job we hold becomes FAILED
+(not silently left to the DLQ), and DEFERRED drops the duplicate (the holder
+has its own message).
 """
 
 from __future__ import annotations

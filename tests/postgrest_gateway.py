@@ -88,6 +88,8 @@ def condition(column: str, expression: str, args: list[Any]) -> sql.Composable:
     if not sep:
         raise RequestError(400, "PGRST100", f'"failed to parse filter ({expression})"')
     col = ident(column)
+    if op != "in":
+        value = unquote_value(value)
     if op in OPERATORS:
         args.append(value)
         clause = sql.SQL("{} {} %s").format(col, sql.SQL(OPERATORS[op]))
@@ -278,7 +280,8 @@ class Gateway:
         else:
             raise RequestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
         wrapped = sql.SQL(
-            "WITH pgrst_source AS ({}) SELECT coalesce(json_agg(pgrst_source), '[]') FROM pgrst_source"
+            "WITH pgrst_source AS ({}) "
+            "SELECT coalesce(json_agg(pgrst_source), '[]') FROM pgrst_source"
         )
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
             try:

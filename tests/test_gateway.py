@@ -20,8 +20,10 @@ def _client(world: World) -> httpx.Client:
 def test_filters_order_limit_and_representation(world: World) -> None:
     ups = [world.upload(None, send=False) for _ in range(3)]
     with _client(world) as client:
-        got = client.get("/jobs", params={"select": "id,state", "id": f"in.({ups[0].job_id},{ups[1].job_id})",
-                                          "order": "id.desc", "limit": "1"})  # fmt: skip
+        pair = f"in.({ups[0].job_id},{ups[1].job_id})"
+        got = client.get(
+            "/jobs", params={"select": "id,state", "id": pair, "order": "id.desc", "limit": "1"}
+        )
         assert got.status_code == 200
         assert got.json() == [{"id": max(ups[0].job_id, ups[1].job_id), "state": "queued"}]
         patched = client.patch(

@@ -35,6 +35,18 @@ class ObjectMissing(Exception):
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    key: str
+    version_id: str | None = None
+
+    def request(self) -> dict[str, str]:
+        entry = {"Key": self.key}
+        if self.version_id:
+            entry["VersionId"] = self.version_id
+        return entry
+
+
+@dataclass(frozen=True)
 class Upload:
     path: Path
     key: str
@@ -184,20 +196,64 @@ class Storage:
         if uploads:
             self._run_transfers(submit, check, f"upload {len(uploads)} files to s3://{bucket}")
 
-    def list_keys(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[list[str]]:
-        """Pages of the keys under `prefix` (one ListObjectsV2 call per page)."""
-        token: str | None = None
+    def _call(self, what: str, operation: str, **kwargs: object) -> dict:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, what) from exc
+
+    def is_versioned(self, bucket: str) -> bool:
+        """True when the bucket keeps old versions (versioning on or suspended)."""
+        answer = self._call(f"versioning of {bucket}", "get_bucket_versioning", Bucket=bucket)
+        return answer.get("Status") in ("Enabled", "Suspended")
+
+    def list_objects(
+        self, bucket: str, prefix: str, *, versions: bool = False, page_size: int = 1000
+    ) -> Iterator[list[StoredObject]]:
+        """Pages (one list call each) of what lies under `prefix`.
+
+        With `versions`, every version and delete marker, each with its
+        VersionId: deleting those removes the objects for good.
+        """
+        kwargs: dict[str, object] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        what = f"list s3://{bucket}/{prefix}"
         while True:
-            kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-            if token:
-                kwargs["ContinuationToken"] = token
-            try:
-                page = self.client.list_objects_v2(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise _translate(exc, f"list s3://{bucket}/{prefix}") from exc
-            keys = [item["Key"] for item in page.get("Contents", [])]
-            if keys:
-                yield keys
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            if versions:
+                page = self._call(what, "list_object_versions", **kwargs)
+                entries = page.get("Versions", []) + page.get("DeleteMarkers", [])
+                found = [StoredObject(e["Key"], e.get("VersionId")) for e in entries]
+                more = {"KeyMarker": page.get("NextKeyMarker"),
+                        "VersionIdMarker": page.get("NextVersionIdMarker")}  # fmt: skip
+            else:
+                page = self._call(what, "list_objects_v2", **kwargs)
+                found = [StoredObject(e["Key"]) for e in page.get("Contents", [])]
+                more = {"ContinuationToken": page.get("NextContinuationToken")}
+            if found:
+                yield found
+            if not page.get("IsTruncated"):
                 return
+            kwargs.update({k: v for k, v in more.items() if v})
+
+    def delete_objects(self, bucket: str, objects: Sequence[StoredObject]) -> list[StoredObject]:
+        """Delete up to 1000 objects in one DeleteObjects call (quiet mode).
+
+        Returns the objects the store reported as not deleted.
+        """
+        if not objects:
+            return []
+        if len(objects) > 1000:
+            raise ValueError("DeleteObjects takes at most 1000 keys")
+        answer = self._call(
+            f"delete {len(objects)} objects from s3://{bucket}",
+            "delete_objects",
+            Bucket=bucket,
+            Delete={"Objects": [o.request() for o in objects], "Quiet": True},
+        )
+        refused: dict[str, set[str | None]] = {}
+        for error in answer.get("Errors", []):
+            refused.setdefault(error.get("Key", ""), set()).add(error.get("VersionId"))
+        # An error without a VersionId names the key as a whole.
+        return [
+            o for o in objects
+            if o.key in refused and (None in refused[o.key] or o.version_id in refused[o.key])
+        ]  # fmt: skip

@@ -156,7 +156,7 @@ class Database:
         if after is not None:
             created, row_id = after
             query = query.or_(
-                f"created_at.gt.{created},and(created_at.eq.{created},id.gt.{row_id})"
+                f'created_at.gt."{created}",and(created_at.eq."{created}",id.gt.{row_id})'
             )
         return self._run(query, "read cleanup rows")
 

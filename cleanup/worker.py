@@ -1,0 +1,66 @@
+"""The cleanup daemon: flags, settings, clients, and the pass-then-sleep loop.
+
+Shutdown (SIGTERM/SIGINT): the sleep between passes is a wait on the stop
+event, so the daemon exits within a moment; a pass in progress stops between
+batches (a row is never left half-marked), the event log is flushed, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cleanup.cleanup_pass import Cleaner
+from utils.config import ConfigError, load_cleanup_settings, load_dotenv_file
+from utils.observability import build_event_log
+from utils.shutdown import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, stop_on_signals
+from utils.storage import Storage
+from utils.supabase_db import Database
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cleanup_worker.py",
+        description="Delete deleted videos' folders from Wasabi (media_cleanup_jobs).",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="run one pass and exit (1 if any row failed)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="list each row's folder and object count; change nothing",
+    )  # fmt: skip
+    options = parser.parse_args(argv)
+    load_dotenv_file()
+    try:
+        settings = load_cleanup_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    log = build_event_log("cleanup", settings.common)
+    with stop_on_signals() as stop:
+        cleaner = Cleaner(
+            settings,
+            Database(settings.common.supabase_url, settings.common.supabase_key),
+            Storage.from_settings(settings.common),
+            log,
+            stop,
+            dry_run=options.dry_run,
+        )
+        log.event(
+            "worker_started",
+            once=options.once or options.dry_run,
+            dry_run=options.dry_run,
+            interval_seconds=settings.interval_seconds,
+        )
+        try:
+            while True:
+                summary = cleaner.run_pass()
+                if options.once or options.dry_run:
+                    return EXIT_OK if summary.ok else EXIT_FAILURES
+                if stop.wait(settings.interval_seconds):
+                    break
+            log.event("worker_stopping")
+            return EXIT_OK
+        finally:
+            log.close()
