@@ -312,9 +312,7 @@ def test_stop_between_batches_keeps_the_row_open(world: World) -> None:
     row_id = add_row(world, media, f"{folder(org, media)}raw/a.mp4")
     stop = threading.Event()
     work = cleaner(world, stop)
-    work.storage.client.meta.events.register(
-        "after-call.s3.DeleteObjects", lambda **kw: stop.set()
-    )
+    work.storage.client.meta.events.register("after-call.s3.DeleteObjects", lambda **kw: stop.set())
 
     summary = work.run_pass()
 
