@@ -1,0 +1,156 @@
+"""What the web app and the operator watch: progress, stages, logs, Axiom."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.conftest import ROOT, WORKER, World, events
+from tests.stack import free_port
+from utils.observability import AxiomShipper, EventLog
+
+
+def test_progress_rises_through_the_stages_and_writes_are_throttled(world: World, media) -> None:
+    upload = world.upload(media.h264(1280, 720, 30))
+    seen: list[tuple[str, int]] = []
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "--once"],
+        env={
+            **world.base_env(),
+            **world.env,
+            "PROGRESS_WRITE_SECONDS": "1",
+            "TRANSCODE_PRESET": "veryfast",
+        },  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    requests_before = len(world.stack.gateway.requests)
+    started = time.monotonic()
+    while proc.poll() is None:
+        asset = world.asset(upload.media_id)
+        seen.append((asset["processing_stage"], asset["transcode_progress"]))
+        time.sleep(0.1)
+    seconds = time.monotonic() - started
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    seen.append((world.asset(upload.media_id)["processing_stage"], 100))
+
+    stages = [stage for stage, _ in seen]
+    order = ["uploaded", "transcoding", "transcoded", "complete"]
+    firsts = [stages.index(s) for s in order if s in stages]
+    assert firsts == sorted(firsts) and "transcoding" in stages and stages[-1] == "complete"
+    during = [p for stage, p in seen if stage == "transcoding"]
+    assert len(set(during)) >= 3, during  # visibly rising, not 0 then 100
+    assert during == sorted(during)
+    patches = [r for r in world.stack.gateway.requests[requests_before:] if r[0] == "PATCH"]
+    # progress: a job write + an asset write at most once a second; plus the stage writes
+    assert len(patches) <= 2 * (seconds / 1.0 + 1) + 10, (len(patches), seconds)
+    assert any(e["event_type"] == "transcode_job_succeeded" for e in events(out))
+
+
+def test_worker_runs_from_inside_its_folder(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 2))
+    run = subprocess.run(
+        [sys.executable, "stream_worker_sqs.py", "--once"],
+        env={**world.base_env(), **world.env},
+        cwd=ROOT / "streaming",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert world.job(upload.job_id)["state"] == "succeeded"
+
+
+def test_unreachable_sqs_while_polling_is_logged_and_survived(world: World) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    run = world.run_worker("--once", AWS_ENDPOINT_URL_SQS=dead)
+    assert run.returncode == 0, run.stderr
+    failed = [e for e in events(run.stdout) if e["event_type"] == "transcode_poll_failed"]
+    assert failed and failed[0]["severity"] == "warning"
+
+
+class _FakeAxiom(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+    hold: threading.Event
+    paths: list[str]
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self.hold.wait(30)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        lines = gzip.decompress(body).decode().splitlines()
+        self.received.extend(json.loads(line) for line in lines)
+        self.paths.append(self.path)
+        answer = json.dumps({"ingested": len(lines), "failed": 0, "failures": [],
+                             "processedBytes": len(body), "blocksCreated": 0,
+                             "walLength": 0}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+def _axiom_server(hold: threading.Event) -> tuple[ThreadingHTTPServer, type[_FakeAxiom]]:
+    handler = type("Axiom", (_FakeAxiom,), {"received": [], "hold": hold, "paths": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, handler
+
+
+def test_events_reach_axiom_in_batches_with_the_query_fields() -> None:
+    ready = threading.Event()
+    ready.set()
+    server, handler = _axiom_server(ready)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    shipper = AxiomShipper("xaat-test-token", "rugbycodex-logs", url, flush_seconds=0.2)
+    log = EventLog("transcode", environment="jetson", worker="w", stream=io.StringIO(),
+                   shipper=shipper)  # fmt: skip
+    for i in range(50):
+        log.event("job_progress", n=i)
+    log.close(timeout=10)
+    server.shutdown()
+    assert len(handler.received) == 50
+    assert len(handler.paths) < 50  # batched, not one request per event
+    assert handler.paths[0] == "/v1/datasets/rugbycodex-logs/ingest"
+    first = handler.received[0]
+    assert (first["environment"], first["event_type"], first["severity"]) == (
+        "jetson", "transcode_job_progress", "info",
+    )  # fmt: skip
+
+
+def test_stuck_axiom_never_blocks_logging_and_close_is_bounded() -> None:
+    hold = threading.Event()  # the fake Axiom answers nothing until released
+    server, handler = _axiom_server(hold)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    stream = io.StringIO()
+    shipper = AxiomShipper("xaat-test-token", "ds", url, flush_seconds=0.1, max_buffer=100)
+    log = EventLog("transcode", environment="jetson", worker="w", stream=stream, shipper=shipper)
+
+    def burst() -> None:
+        for i in range(1000):
+            log.event("tick", n=i)
+
+    writer = threading.Thread(target=burst)
+    writer.start()
+    writer.join(timeout=60)
+    assert not writer.is_alive()  # every call returned while Axiom was stuck
+    assert len(stream.getvalue().splitlines()) == 1000
+    assert shipper.dropped > 0  # a full buffer drops events instead of growing
+    closer = threading.Thread(target=log.close, kwargs={"timeout": 1.0})
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive()
+    hold.set()
+    server.shutdown()
