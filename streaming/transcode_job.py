@@ -50,6 +50,7 @@ CONTENT_TYPES = {
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CACHE_PLAYLIST = "public, max-age=86400"
 FINAL_STATES = ("succeeded", "canceled", "failed")
+FINAL_WRITE_RETRY_DELAYS = (2, 5, 15)
 # Share of the overall progress bar per stage: download, transcode, upload.
 DOWNLOAD_SHARE, TRANSCODE_SHARE = 0.10, 0.80
 
@@ -517,6 +518,19 @@ class ClaimedJob:
         self.s.storage.upload(self.bucket, master, check=check, on_bytes=on_bytes)
         self.output_bytes = total
 
+    def _persist(self, write: Callable[[], Any]) -> Any:
+        """A final write, retried through a short outage: the stream is already
+        uploaded, and giving up here would throw a whole transcode away.
+        (Both writes set fixed values, so repeating one is harmless.)"""
+        for delay in FINAL_WRITE_RETRY_DELAYS:
+            try:
+                return write()
+            except DatabaseUnavailable as exc:
+                self.log.event("final_write_retry", "info", error=str(exc)[:200], retry_in=delay)
+                if self.s.stop.wait(delay):
+                    break
+        return write()
+
     def _record_success(
         self,
         info: MediaInfo,
@@ -559,18 +573,17 @@ class ClaimedJob:
             "storyboard": {"frames": board.tiles, "sprites": board.sprites},
             "ffmpeg_runs": self.ffmpeg_runs,
         }
-        self._set_asset(asset_fields)
-        owned = self.s.db.update_owned_job(
-            self.request.job_id,
-            self.attempt,
-            {
-                "state": "succeeded",
-                "progress": 1,
-                "finished_at": utc_now(),
-                "result": result,
-                "error_code": None,
-                "error_message": None,
-            },  # fmt: skip
+        job_fields = {
+            "state": "succeeded",
+            "progress": 1,
+            "finished_at": utc_now(),
+            "result": result,
+            "error_code": None,
+            "error_message": None,
+        }
+        self._persist(lambda: self._set_asset(asset_fields))
+        owned = self._persist(
+            lambda: self.s.db.update_owned_job(self.request.job_id, self.attempt, job_fields)
         )
         if not owned:
             raise JobAborted("another worker took the job over before it was recorded", lost=True)

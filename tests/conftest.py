@@ -238,7 +238,7 @@ def world(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     stack.postgres.truncate()
     assert stack.gateway is not None
     stack.gateway.delay_seconds = 0
-    stack.gateway.take_fault()  # no fault left over from another test
+    stack.gateway.clear_faults()  # no fault left over from another test
     work_dir = tmp_path / "work"
     env = stack.env(
         TRANSCODE_WORK_DIR=str(work_dir),

@@ -21,7 +21,8 @@ with code 22P02). Results are serialised by PostgreSQL's own `json_agg`, which
 gives the same JSON (timestamps, numerics, jsonb) that PostgREST returns.
 
 Fault injection for the tests: `fail_next(n, status)` answers the next n
-requests with an error, `delay_seconds` slows every answer.
+requests with an error, `fail_matching(...)` the next n requests of a method
+whose body contains a text, and `delay_seconds` slows every answer.
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ class Gateway:
         self.delay_seconds = 0.0
         self.requests: list[tuple[str, str]] = []
         self._fail: list[int] = []
+        self._rules: list[list[Any]] = []
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -212,9 +214,23 @@ class Gateway:
         with self._lock:
             self._fail.extend([status] * count)
 
-    def take_fault(self) -> int | None:
+    def fail_matching(self, method: str, body_contains: str, count: int, status: int = 503) -> None:
+        """Answer the next `count` `method` requests whose body contains the text with an error."""
         with self._lock:
+            self._rules.append([method, body_contains.encode(), count, status])
+
+    def take_fault(self, method: str = "", body: bytes = b"") -> int | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule[2] > 0 and rule[0] == method and rule[1] in body:
+                    rule[2] -= 1
+                    return int(rule[3])
             return self._fail.pop(0) if self._fail else None
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._fail.clear()
+            self._rules.clear()
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         gateway = self
@@ -329,7 +345,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self.state.requests.append((self.command, url.path))
         if self.state.delay_seconds:
             threading.Event().wait(self.state.delay_seconds)
-        fault = self.state.take_fault()
+        fault = self.state.take_fault(self.command, raw)
         if fault is not None:
             self._reply(fault, {"message": "injected fault", "code": str(fault)})
             return

@@ -202,8 +202,7 @@ def test_database_down_at_claim_releases_the_message_with_backoff(world: World, 
 
     log = world.run_once()
 
-    while world.stack.gateway.take_fault() is not None:
-        pass
+    world.stack.gateway.clear_faults()
     retry = by_type(log, "job_retry")
     assert retry[0]["error_code"] == "DATABASE_UNAVAILABLE" and retry[0]["retry_in_seconds"] == 30
     assert world.job(upload.job_id)["state"] == "queued"
@@ -263,3 +262,16 @@ def test_failing_hardware_decoder_falls_back_to_software(world: World, media) ->
     job = world.job(upload.job_id)
     assert job["state"] == "succeeded"
     assert job["result"]["decoder"] == "software" and job["result"]["ffmpeg_runs"] == 2
+
+
+def test_short_database_outage_at_the_end_does_not_waste_the_transcode(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    world.stack.gateway.fail_matching("PATCH", '"complete"', count=2)
+
+    log = world.run_once()
+
+    assert len(by_type(log, "final_write_retry")) == 2
+    job = world.job(upload.job_id)
+    assert job["state"] == "succeeded" and job["result"]["ffmpeg_runs"] == 1
+    assert world.asset(upload.media_id)["status"] == "ready"
+    assert world.queue_counts() == (0, 0)
