@@ -68,7 +68,8 @@ def main() -> int:
                 storage = Storage.from_settings(settings.common)
                 calls: Counter[str] = Counter()
                 storage.client.meta.events.register(
-                    "before-call.s3", lambda model, **kw: calls.update([model.name])
+                    "before-call.s3",
+                    lambda model, counter=calls, **kw: counter.update([model.name]),
                 )
                 log = EventLog("cleanup", environment="bench", worker="b", stream=io.StringIO())
                 db = Database(settings.common.supabase_url, settings.common.supabase_key)
