@@ -21,6 +21,7 @@ from utils.media_paths import UnsafeKey, cleanup_prefix
 from utils.observability import EventLog
 from utils.storage import Storage, StorageUnavailable, StoredObject
 from utils.supabase_db import Database, DatabaseRejected, DatabaseUnavailable
+from utils.systemd_notify import Notifier
 
 
 class RowResult(enum.Enum):
@@ -68,6 +69,7 @@ class Cleaner:
         stop: threading.Event,
         *,
         dry_run: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -75,6 +77,7 @@ class Cleaner:
         self.log = log
         self.stop = stop
         self.dry_run = dry_run
+        self.notifier = notifier or Notifier({})
         self._versioned: dict[str, bool] = {}
 
     def run_pass(self) -> PassSummary:
@@ -100,6 +103,10 @@ class Cleaner:
                     summary.stopped = True
                     return
                 summary.rows_seen += 1
+                self.notifier.watchdog()
+                self.notifier.status(
+                    f"pass: row {summary.rows_seen}, {summary.objects_deleted} objects deleted"
+                )
                 result = self._row(row, summary)
                 if result is RowResult.DONE:
                     summary.rows_done += 1
@@ -186,6 +193,7 @@ class Cleaner:
         for page in self._pages(bucket, prefix):
             if self.stop.is_set():
                 return deleted, remaining, True
+            self.notifier.watchdog()
             failed: list[StoredObject] = self.storage.delete_objects(bucket, page)
             if failed:  # the store said no to some: one more try for just those
                 failed = self.storage.delete_objects(bucket, failed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timedelta, timezone
 
 from cleanup.cleanup_pass import Cleaner
 from utils.config import ConfigError, load_cleanup_settings, load_dotenv_file
@@ -16,6 +17,7 @@ from utils.observability import build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, stop_on_signals
 from utils.storage import Storage
 from utils.supabase_db import Database
+from utils.systemd_notify import Notifier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     log = build_event_log("cleanup", settings.common)
+    notifier = Notifier()
     with stop_on_signals() as stop:
         cleaner = Cleaner(
             settings,
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             log,
             stop,
             dry_run=options.dry_run,
+            notifier=notifier,
         )
+        notifier.ready("starting the first pass")
         log.event(
             "worker_started",
             once=options.once or options.dry_run,
@@ -58,8 +63,16 @@ def main(argv: list[str] | None = None) -> int:
                 summary = cleaner.run_pass()
                 if options.once or options.dry_run:
                     return EXIT_OK if summary.ok else EXIT_FAILURES
-                if stop.wait(settings.interval_seconds):
+                next_pass = datetime.now(timezone.utc) + timedelta(
+                    seconds=settings.interval_seconds
+                )
+                notifier.status(
+                    f"idle: last pass {summary.rows_done} done, {summary.rows_failed} failed; "
+                    f"next pass {next_pass:%Y-%m-%d %H:%M} UTC"
+                )
+                if notifier.wait(stop, settings.interval_seconds):
                     break
+            notifier.stopping()
             log.event("worker_stopping")
             return EXIT_OK
         finally:

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,6 +39,7 @@ from utils.observability import EventLog
 from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
 from utils.storage import ObjectMissing, Storage, StorageUnavailable, Upload
 from utils.supabase_db import Database, DatabaseRejected, DatabaseUnavailable, utc_now
+from utils.systemd_notify import Notifier
 from utils.visibility_heartbeat import VisibilityHeartbeat
 
 CONTENT_TYPES = {
@@ -63,6 +64,7 @@ class Services:
     queue: WorkQueue
     decoders: frozenset[str]
     stop: threading.Event
+    notifier: Notifier = field(default_factory=lambda: Notifier({}))
 
 
 class Lease:
@@ -202,6 +204,7 @@ class ClaimedJob:
         self.ffmpeg_runs = 0
         self.bucket = ""
         self.output_bytes = 0
+        self.stage = "starting"
         self._lock: TextIO | None = None
 
     # --- the state decided in one place ---------------------------------------
@@ -242,7 +245,14 @@ class ClaimedJob:
             self._remove_job_dir()
 
     def check(self) -> None:
-        """Raise JobAborted when the job must stop now; renew the lease."""
+        """Raise JobAborted when the job must stop now; renew the lease.
+
+        Called every fraction of a second by every long stage, so it also
+        feeds systemd's watchdog and keeps `systemctl status` current."""
+        self.s.notifier.watchdog()
+        self.s.notifier.status(
+            f"job {self.request.job_id[:8]}: {self.stage} {int(self.lease.fraction * 100)}%"
+        )
         if self.s.stop.is_set():
             raise JobAborted("worker is shutting down", lost=False)
         if self.heartbeat is not None and self.heartbeat.lost.is_set():
@@ -273,6 +283,7 @@ class ClaimedJob:
 
     def _timed(self, stage: str, work: Callable[[], Any]) -> Any:
         started = time.monotonic()
+        self.stage = stage
         self.log.event("stage_started", stage=stage)
         result = work()
         self.timings[stage] = round(time.monotonic() - started, 3)

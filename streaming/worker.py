@@ -11,18 +11,22 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import threading
+from typing import Any
 
 from streaming.outcome import SettlePolicy, settle
 from streaming.transcode_job import Services, clean_work_dir, process_message
 from utils.config import ConfigError, load_dotenv_file, load_transcoder_settings
 from utils.observability import EventLog, build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals
-from utils.sqs_queue import QueueUnavailable, WorkQueue
+from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
 from utils.storage import Storage
 from utils.supabase_db import Database
+from utils.systemd_notify import Notifier
 
 POLL_SECONDS = 20
 MAX_POLL_BACKOFF = 60
+STOP_GRACE_SECONDS = 1.0
 
 
 def available_decoders(ffmpeg: str) -> frozenset[str]:
@@ -41,21 +45,59 @@ def available_decoders(ffmpeg: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def poll(services: Services, log: EventLog) -> Message | None:
+    """One 20-s long poll that a stop request interrupts at once.
+
+    The receive runs on a thread of its own while this thread feeds the
+    watchdog and watches the stop flag. On stop it waits a moment for the
+    poll; a message that still arrives is made visible again right away.
+    """
+    box: dict[str, Any] = {}
+
+    def receive() -> None:
+        try:
+            box["message"] = services.queue.receive(POLL_SECONDS)
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=receive, name="sqs-poll", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        services.notifier.watchdog()
+        if services.stop.wait(0.25):
+            thread.join(STOP_GRACE_SECONDS)
+            break
+    if "error" in box:
+        raise box["error"]
+    message = box.get("message")
+    if message is not None and services.stop.is_set():
+        try:
+            services.queue.set_visibility(message, 0)
+        except (QueueUnavailable, ReceiptInvalid):
+            pass
+        log.event("message_returned_at_stop", message_id=message.message_id)
+        return None
+    return message
+
+
 def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
     settings = services.settings
     policy = SettlePolicy(settings.max_receive_count, settings.retry_backoff_seconds)
     clean_work_dir(settings.work_dir, log)
+    services.notifier.ready("idle: polling SQS")
     failures = 0
     while not services.stop.is_set():
+        services.notifier.status("idle: polling SQS")
         try:
-            message = services.queue.receive(POLL_SECONDS)
+            message = poll(services, log)
         except QueueUnavailable as exc:
             failures += 1
             delay = min(MAX_POLL_BACKOFF, 2**failures)
             log.event("poll_failed", "warning", error=str(exc)[:300], retry_in_seconds=delay)
             if once:
                 return EXIT_OK
-            services.stop.wait(delay)
+            services.notifier.status(f"SQS unreachable, retrying in {delay}s")
+            services.notifier.wait(services.stop, delay)
             continue
         failures = 0
         if message is None:
@@ -68,6 +110,7 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
         settle(outcome, message, db=services.db, queue=services.queue, policy=policy, log=bound)
         if once:
             return EXIT_OK
+    services.notifier.stopping()
     log.event("worker_stopping")
     return EXIT_OK
 
@@ -94,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             queue=WorkQueue(settings.queue_url, settings.aws_region),
             decoders=available_decoders(settings.ffmpeg_bin),
             stop=stop,
+            notifier=Notifier(),
         )
         hw = sorted(d for d in services.decoders if d.endswith("_nvv4l2dec"))
         log.event(

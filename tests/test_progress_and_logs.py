@@ -154,3 +154,21 @@ def test_stuck_axiom_never_blocks_logging_and_close_is_bounded() -> None:
     assert not closer.is_alive()
     hold.set()
     server.shutdown()
+
+
+def test_dead_axiom_is_reported_at_most_once_a_minute() -> None:
+    reports: list[tuple[str, str, int]] = []
+    dead = f"http://127.0.0.1:{free_port()}"
+    shipper = AxiomShipper("xaat-test-token", "ds", dead, flush_seconds=0.05,
+                           report=lambda *args: reports.append(args))  # fmt: skip
+    log = EventLog("transcode", environment="jetson", worker="w", stream=io.StringIO(),
+                   shipper=shipper)  # fmt: skip
+    for batch in range(5):
+        for i in range(10):
+            log.event("tick", batch=batch, n=i)
+        deadline = time.monotonic() + 30
+        while shipper.dropped < 10 * (batch + 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    log.close(timeout=5)
+    assert shipper.dropped == 50 and shipper.sent == 0
+    assert len(reports) == 1  # five failed batches, one report

@@ -73,9 +73,18 @@ class AxiomShipper:
         request_timeout: float = 10.0,
         report: Any = None,
     ) -> None:
-        from axiom_py import Client  # imported lazily: only when Axiom is configured
+        # Imported here: only when Axiom is configured.
+        from axiom_py import Client
+        from requests.adapters import HTTPAdapter, Retry
 
         self.client = Client(token=token, url=url)
+        # axiom-py retries 3 times with 4 s and 8 s pauses; one quick retry is
+        # enough for a log sink, and keeps the flush at stop short.
+        quick = HTTPAdapter(max_retries=Retry(total=1, backoff_factor=0.5,
+                                              status_forcelist=[502, 503, 504],
+                                              allowed_methods=None))  # fmt: skip
+        self.client.session.mount("http://", quick)
+        self.client.session.mount("https://", quick)
         request = self.client.session.request
 
         def request_with_timeout(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
