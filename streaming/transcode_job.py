@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +32,7 @@ from streaming.ladder import Rendition, choose_renditions
 from streaming.media_probe import MediaInfo, probe, probe_output
 from streaming.messages import TranscodeRequest, parse_message
 from streaming.outcome import Kind, Outcome
-from streaming.retry_policy import visibility_for_size
+from streaming.retry_policy import is_last_receive, visibility_for_size
 from utils.config import TranscoderSettings
 from utils.media_paths import UnsafeKey, canonical_uuid, raw_upload_key, streaming_prefix
 from utils.observability import EventLog
@@ -129,19 +129,25 @@ def _ids_match(job: dict[str, Any], request: TranscodeRequest) -> bool:
     )
 
 
-def _stale_in(job: dict[str, Any], stale_seconds: int) -> int:
-    """Seconds until a running job's lease goes stale (at least 30)."""
+def _stale_in(job: dict[str, Any], stale_seconds: int, now: datetime) -> int:
+    """Seconds until a running job's lease goes stale (at least 5)."""
     try:
         touched = datetime.fromisoformat(str(job.get("updated_at")).replace("Z", "+00:00"))
-        age = (datetime.now(timezone.utc) - touched).total_seconds()
+        age = (now - touched).total_seconds()
     except ValueError:
         age = 0.0
-    return int(max(30, stale_seconds - age + 5))
+    return int(max(5, stale_seconds - age + 5))
 
 
-def claim(services: Services, request: TranscodeRequest, log: EventLog) -> Outcome | int:
+def claim(services: Services, request: TranscodeRequest, message: Message) -> Outcome | int:
     """The attempt number this worker now holds the job under, or the outcome
-    that ends the message here (skip, reject, defer, retry)."""
+    that ends the message here (skip, reject, defer, retry, fail).
+
+    A job found `running` and stale on the message's last allowed receive has
+    killed every worker that tried it (or their machines kept dying under
+    it): it is failed for good instead of being tried once more and left
+    `running` forever when SQS dead-letters the message.
+    """
     base = {"job_id": request.job_id, "media_id": request.media_id}
     stale = services.settings.job_stale_seconds
     try:
@@ -158,11 +164,20 @@ def claim(services: Services, request: TranscodeRequest, log: EventLog) -> Outco
                 return Outcome(Kind.SKIPPED, None, f"job already {job['state']}", **base)
             claimed = services.db.claim_job(job, stale_after_seconds=stale)
             if claimed is not None:
-                return int(claimed["attempt"])
+                attempt = int(claimed["attempt"])
+                last = is_last_receive(message.receive_count, services.settings.max_receive_count)
+                if job["state"] == "running" and last:
+                    return Outcome(
+                        Kind.FAILED, "WORKER_CRASHED",
+                        f"the job was started {attempt - 1} times and never finished: "
+                        "every worker that tried it stopped without a result",
+                        attempt=attempt, **base,
+                    )  # fmt: skip
+                return attempt
             job = services.db.get_job(request.job_id) or job
         return Outcome(
             Kind.DEFERRED, None, "another worker holds the job",
-            defer_seconds=_stale_in(job, stale), **base,
+            defer_seconds=_stale_in(job, stale, services.db.server_now()), **base,
         )  # fmt: skip
     except (DatabaseUnavailable, DatabaseRejected) as exc:
         return Outcome(Kind.RETRY, "DATABASE_UNAVAILABLE", str(exc), **base)
@@ -174,7 +189,7 @@ def process_message(services: Services, message: Message, log: EventLog) -> Outc
         request = parse_message(message.body)
     except JobError as exc:
         return Outcome(Kind.REJECTED, exc.code, exc.message)
-    held = claim(services, request, log)
+    held = claim(services, request, message)
     if isinstance(held, Outcome):
         return held
     job_log = log.bind(job_id=request.job_id, media_id=request.media_id, attempt=held)
@@ -528,6 +543,17 @@ class ClaimedJob:
         self.s.storage.upload(self.bucket, rest, check=check, on_bytes=on_bytes)
         self.s.storage.upload(self.bucket, master, check=check, on_bytes=on_bytes)
         self.output_bytes = total
+        self._remove_stale_outputs({item.key for item in items})
+
+    def _remove_stale_outputs(self, ours: set[str]) -> None:
+        """Delete what an earlier, unfinished attempt left under `streaming/`
+        that this run did not overwrite (e.g. a rung this run did not make)."""
+        prefix = streaming_prefix(self.request.org_id, self.request.media_id)
+        for page in self.s.storage.list_objects(self.bucket, prefix):
+            stale = [o for o in page if o.key not in ours and o.key.startswith(prefix)]
+            if stale:
+                failed = self.s.storage.delete_objects(self.bucket, stale)
+                self.log.event("stale_outputs_removed", removed=len(stale) - len(failed))
 
     def _persist(self, write: Callable[[], Any]) -> Any:
         """A final write, retried through a short outage: the stream is already

@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError, S3UploadFailedError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
@@ -147,7 +148,8 @@ class Storage:
                 waiter.wait(self.poll_seconds)
             for future in futures:
                 future.result()
-        except (ClientError, BotoCoreError, OSError) as exc:
+        except (ClientError, BotoCoreError, OSError, RetriesExceededError,
+                S3UploadFailedError, S3DownloadFailedError) as exc:  # fmt: skip
             raise _translate(exc, what) from exc
         finally:
             manager.shutdown(cancel=cancelled)

@@ -13,6 +13,7 @@ matches no row means another worker has taken the job over.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -53,15 +54,30 @@ def _classify(exc: Exception, what: str) -> Exception:
 
 class Database:
     def __init__(self, url: str, key: str, *, timeout: float = 15.0) -> None:
+        self.clock_offset = 0.0  # server clock minus ours, from the `Date` header
+        http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            event_hooks={"response": [self._note_server_clock]},
+        )
         self.client = create_client(
             url,
             key,
             options=SyncClientOptions(
-                httpx_client=httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)),
-                auto_refresh_token=False,
-                persist_session=False,
+                httpx_client=http, auto_refresh_token=False, persist_session=False
             ),
         )
+
+    def _note_server_clock(self, response: httpx.Response) -> None:
+        try:
+            server = parsedate_to_datetime(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.clock_offset = (server - datetime.now(timezone.utc)).total_seconds()
+
+    def server_now(self) -> datetime:
+        """The database side's time: lease ages are judged by it, so a worker
+        whose own clock jumps neither steals a live job nor waits forever."""
+        return datetime.now(timezone.utc) + timedelta(seconds=self.clock_offset)
 
     def _run(self, builder: Any, what: str) -> list[Row]:
         try:
@@ -114,7 +130,8 @@ class Database:
             .eq("attempt", job["attempt"])
         )
         if job["state"] == "running":
-            cutoff = datetime.now(timezone.utc) - timedelta(seconds=stale_after_seconds)
+            # Date headers have 1-s resolution: a lease is judged 1 s generously.
+            cutoff = self.server_now() - timedelta(seconds=stale_after_seconds + 1)
             query = query.lt("updated_at", cutoff.isoformat())
         rows = self._run(query, "claim job")
         return rows[0] if rows else None

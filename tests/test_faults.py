@@ -1,0 +1,305 @@
+"""Faults of the world around the transcoder, injected into the real stack.
+
+Storage and SQS are reached through `tests/fault_proxy.py` (a loopback HTTP
+proxy that drops, delays, cuts or fails requests); Supabase faults come from
+the gateway's own fault rules; FFmpeg is really stopped; the disk is really
+small; the clock really jumps (faketime). Every case checks that nothing is
+marked done that is not done, and that the worker lives on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WORKER, World, _require, events
+from tests.fault_proxy import FaultProxy
+from tests.test_transcode_failures import by_type
+from tests.test_transcode_stop import start_worker, wait_for_event
+
+
+@pytest.fixture
+def s3_proxy(world: World):
+    proxy = FaultProxy(world.stack.moto.port)
+    yield proxy
+    proxy.close()
+
+
+def assert_handed_back(world: World, upload, code: str, log: list[dict]) -> None:
+    """A transient failure: job queued again, nothing announced, message hidden."""
+    assert by_type(log, "job_retry")[0]["error_code"] == code
+    job = world.job(upload.job_id)
+    assert job["state"] == "queued" and job["error_code"] is None
+    asset = world.asset(upload.media_id)
+    assert asset["status"] == "uploaded" and asset["streaming_ready"] is False
+    assert world.keys(upload.prefix + "streaming/index.m3u8") == []
+    assert world.queue_counts() == (0, 1)
+    assert not any(world.work_dir.iterdir())
+
+
+# --- storage ------------------------------------------------------------------
+
+
+def test_download_cut_once_is_retried_and_the_job_succeeds(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    rule = s3_proxy.add("cut", count=1, method="GET", path_contains="/raw/", keep_bytes=2000)
+
+    world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert rule.hits == 1
+    assert world.job(upload.job_id)["state"] == "succeeded"
+
+
+def test_download_failing_for_good_hands_the_job_back(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    s3_proxy.add("cut", count=1000, method="GET", path_contains="/raw/", keep_bytes=2000)
+
+    log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+
+
+def test_upload_failing_for_good_never_announces_the_stream(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    s3_proxy.add("status", count=10_000, method="PUT", path_contains="/streaming/", status=503)
+
+    log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+
+
+def test_upload_hiccups_are_absorbed(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    rule = s3_proxy.add("status", count=3, method="PUT", path_contains="/streaming/", status=503)
+    s3_proxy.add("drop", count=2, method="PUT", path_contains="/streaming/")
+
+    world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert rule.hits == 3
+    assert world.job(upload.job_id)["state"] == "succeeded"
+    assert world.keys(upload.prefix + "streaming/index.m3u8")
+
+
+def test_slow_storage_only_makes_the_job_slower(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 2))
+    s3_proxy.add("delay", count=10_000, seconds=0.3)
+
+    world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert world.job(upload.job_id)["state"] == "succeeded"
+
+
+def test_storage_down_mid_upload_hands_the_job_back(world: World, media, s3_proxy) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    # Let a few objects through, then the line goes dead.
+    s3_proxy.add("delay", count=3, method="PUT", seconds=0)
+    s3_proxy.add("drop", count=10_000, method="PUT")
+
+    log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+
+
+# --- Supabase -------------------------------------------------------------------
+
+
+def test_failing_progress_writes_do_not_stop_the_job(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 4))
+    world.stack.gateway.fail_matching("PATCH", '{"progress"', count=10_000, status=500)
+    world.stack.gateway.fail_matching("PATCH", '{"transcode_progress"', count=10_000, status=500)
+
+    log = world.run_once()
+
+    assert by_type(log, "progress_write_failed")
+    assert world.job(upload.job_id)["state"] == "succeeded"
+    assert world.asset(upload.media_id)["transcode_progress"] == 100
+
+
+def test_database_gone_for_good_at_the_end_hands_the_job_back(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 3))
+    world.stack.gateway.fail_matching("PATCH", '"complete"', count=10_000)
+
+    log = world.run_once()
+
+    assert by_type(log, "job_retry")[0]["error_code"] == "DATABASE_UNAVAILABLE"
+    assert world.job(upload.job_id)["state"] == "queued"
+    assert world.asset(upload.media_id)["streaming_ready"] is False
+    assert world.queue_counts() == (0, 1)
+
+
+def test_database_unreachable_at_claim_leaves_everything_untouched(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 2))
+    gateway = world.stack.gateway
+    port = gateway.port
+    gateway.stop()
+    try:
+        log = world.run_once()
+    finally:
+        gateway.start(port=port)
+
+    assert by_type(log, "job_retry")[0]["error_code"] == "DATABASE_UNAVAILABLE"
+    assert world.job(upload.job_id)["state"] == "queued"
+    assert world.job(upload.job_id)["attempt"] == 1
+    assert world.queue_counts() == (0, 1)
+
+
+# --- SQS ------------------------------------------------------------------------------
+
+
+def test_failed_delete_leaves_a_redelivery_that_costs_nothing(
+    world: World, media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = world.upload(media.h264(320, 180, 2))
+    sqs_proxy = FaultProxy(world.stack.moto.port)
+    try:
+        sqs_proxy.add("drop", count=100, header_contains="AmazonSQS.DeleteMessage")
+        with monkeypatch.context() as patch:  # botocore reads the endpoint from the env
+            patch.setenv("AWS_ENDPOINT_URL_SQS", sqs_proxy.url)
+            log = world.run_once()
+    finally:
+        sqs_proxy.close()
+
+    assert by_type(log, "sqs_action_failed")[0]["action"] == "delete"
+    assert world.job(upload.job_id)["state"] == "succeeded"
+    assert world.queue_counts() == (0, 1)  # still in flight; it will come back
+    world.send(upload.message())  # the redelivery (same job, same body)
+
+    again = world.run_once()
+
+    assert by_type(again, "job_settled")[0]["outcome"] == "skipped"
+    assert not by_type(again, "ffmpeg_started")
+    assert world.job(upload.job_id)["result"]["ffmpeg_runs"] == 1
+
+
+# --- FFmpeg, disk, clock ------------------------------------------------------------------
+
+
+def _ffmpeg_pids(job_id: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"ffmpeg") and any(job_id.encode() in a for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_hung_ffmpeg_is_killed_and_the_job_failed(world: World, media) -> None:
+    upload = world.upload(media.h264(1280, 720, 30))
+    proc = start_worker(world, "--once", TRANSCODE_PRESET="slower", FFMPEG_STALL_SECONDS="5")
+    try:
+        wait_for_event(proc, "transcode_ffmpeg_started")
+        deadline = time.monotonic() + 30
+        while not (pids := _ffmpeg_pids(upload.job_id)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # FFmpeg stops making progress, as when hung
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    job = world.job(upload.job_id)
+    assert (job["state"], job["error_code"]) == ("failed", "FFMPEG_STALLED")
+    assert not _ffmpeg_pids(upload.job_id)  # killed, not left behind
+    assert not any(world.work_dir.iterdir())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """Mounts a real, small file system (tmpfs; needs root) of the size asked for."""
+    mounted: list[Path] = []
+
+    def mount(megabytes: int) -> Path:
+        folder = tmp_path / f"small{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+            capture_output=True,
+        )
+        _require(result.returncode == 0, "cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_disk_filling_up_during_the_transcode_is_transient(world: World, media, small_disk) -> None:
+    clip = media.h264(640, 360, 8)
+    # Room for the input (the up-front check passes with factor 1 and no
+    # reserve), then lossless renditions fill the disk mid-transcode.
+    disk = small_disk(clip.stat().st_size * 2 // 2**20 + 1)
+    upload = world.upload(clip)
+
+    log = world.run_once(
+        TRANSCODE_WORK_DIR=str(disk / "work"), DISK_SPACE_FACTOR="1.0",
+        DISK_RESERVE_MB="0", TRANSCODE_CRF="1", TRANSCODE_LADDER="360:100000",
+    )  # fmt: skip
+
+    assert by_type(log, "job_retry")[0]["error_code"] == "DISK_TOO_SMALL"
+    assert world.job(upload.job_id)["state"] == "queued"
+    assert list((disk / "work").iterdir()) == []
+
+
+def test_worker_with_its_clock_two_hours_ahead_does_not_steal_a_live_job(
+    world: World, media
+) -> None:
+    _require(shutil.which("faketime") is not None, "faketime is not installed")
+    upload = world.upload(media.h264(1280, 720, 30), send=False)
+    world.send(upload.message())
+    holder = start_worker(world, "--once", TRANSCODE_PRESET="slower", PROGRESS_WRITE_SECONDS="1")
+    try:
+        wait_for_event(holder, "transcode_ffmpeg_started")
+        world.send(upload.message())  # a duplicate, picked up by the skewed worker
+        skewed = subprocess.run(
+            ["faketime", "-f", "+2h", str(Path(os.sys.executable)), str(WORKER), "--once"],
+            env={**world.base_env(), **world.env, "JOB_STALE_SECONDS": "60",
+                 "DONT_FAKE_MONOTONIC": "1"},  # fmt: skip
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.communicate(timeout=60)
+    assert skewed.returncode == 0, skewed.stderr
+    assert '"transcode_job_deferred"' in skewed.stdout
+    assert "transcode_ffmpeg_started" not in skewed.stdout
+    assert world.job(upload.job_id)["attempt"] == 2  # only the holder ever claimed it
+
+
+# --- poison -----------------------------------------------------------------------------------
+
+
+def test_job_that_killed_every_worker_is_failed_on_the_last_receive(world: World, media) -> None:
+    upload = world.upload(media.h264(320, 180, 2), state="running", attempt=3)
+    world.backdate(upload.job_id, hours=1)  # its last worker died an hour ago
+
+    log = world.run_once(MAX_RECEIVE_COUNT="1")
+
+    job = world.job(upload.job_id)
+    assert (job["state"], job["error_code"]) == ("failed", "WORKER_CRASHED")
+    assert world.asset(upload.media_id)["status"] == "failed"
+    assert not by_type(log, "ffmpeg_started")
+    assert world.queue_counts() == (0, 0)
+
+
+def test_undecodable_message_costs_one_receive(world: World) -> None:
+    world.send("\x00\xff not json at all")
+    log = world.run_once()
+    assert by_type(log, "message_rejected")[0]["error_code"] == "INVALID_MESSAGE"
+    assert world.queue_counts() == (0, 0)
+
+
+__all__ = ["events", "uuid"]
