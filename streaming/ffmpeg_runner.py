@@ -10,9 +10,11 @@ tail of FFmpeg's stderr as its reason.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: if the worker dies (even by SIGKILL),
+    the kernel kills FFmpeg too, so no orphan keeps writing or burning CPU.
+    (The kernel ties this to the thread that started FFmpeg: the worker's
+    main thread, which lives as long as the worker.)"""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the process group stop below still applies
 
 
 @dataclass
@@ -94,6 +109,7 @@ def run_ffmpeg(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         reader = _ProgressReader(proc.stdout)
         reader.start()

@@ -139,6 +139,19 @@ def _stale_in(job: dict[str, Any], stale_seconds: int, now: datetime) -> int:
     return int(max(5, stale_seconds - age + 5))
 
 
+def _crash_looping(job: dict[str, Any], message: Message, max_receives: int) -> bool:
+    """A stale `running` job, on its message's last receive, that was already
+    started on (at least) every earlier receive: trying once more would most
+    likely end like the others, and then SQS dead-letters the message and the
+    job stays `running` forever."""
+    earlier_starts = int(job.get("attempt") or 1) - 1
+    return (
+        job["state"] == "running"
+        and is_last_receive(message.receive_count, max_receives)
+        and earlier_starts >= max_receives - 1
+    )
+
+
 def claim(services: Services, request: TranscodeRequest, message: Message) -> Outcome | int:
     """The attempt number this worker now holds the job under, or the outcome
     that ends the message here (skip, reject, defer, retry, fail).
@@ -165,11 +178,10 @@ def claim(services: Services, request: TranscodeRequest, message: Message) -> Ou
             claimed = services.db.claim_job(job, stale_after_seconds=stale)
             if claimed is not None:
                 attempt = int(claimed["attempt"])
-                last = is_last_receive(message.receive_count, services.settings.max_receive_count)
-                if job["state"] == "running" and last:
+                if _crash_looping(job, message, services.settings.max_receive_count):
                     return Outcome(
                         Kind.FAILED, "WORKER_CRASHED",
-                        f"the job was started {attempt - 1} times and never finished: "
+                        f"the job was started {attempt - 2} times and never finished: "
                         "every worker that tried it stopped without a result",
                         attempt=attempt, **base,
                     )  # fmt: skip

@@ -1,0 +1,151 @@
+"""Long fault and load tests (marker `slow`; `.ci/run` runs them too).
+
+SIGKILL of the transcoder in each stage, then another worker finishes the
+job; two and three workers sharing one queue with duplicate messages.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import m3u8
+import pytest
+
+from tests.conftest import World
+from tests.fault_proxy import FaultProxy
+from tests.test_transcode_stop import start_worker
+
+pytestmark = pytest.mark.slow
+
+FAST_RECOVERY = {
+    "HEARTBEAT_INTERVAL_SECONDS": "1",
+    "HEARTBEAT_EXTENSION_SECONDS": "6",
+    "JOB_STALE_SECONDS": "5",
+    "PROGRESS_WRITE_SECONDS": "0.5",
+    "RETRY_BACKOFF_SECONDS": "1",
+    "VERBOSE_LOGGING": "true",
+}
+
+
+def read_until(proc: subprocess.Popen, steps: list[tuple[str, str | None]], timeout=180) -> None:
+    """Read events until each (event_type, stage) of `steps` has been seen, in order."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while steps and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        kind, stage = steps[0]
+        if event["event_type"] == kind and (stage is None or event.get("stage") == stage):
+            steps.pop(0)
+    assert not steps, f"never saw {steps}"
+
+
+def wait_for(condition, timeout: float = 180, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_all(procs: list[subprocess.Popen]) -> list[str]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    return [proc.communicate(timeout=60)[0] for proc in procs]
+
+
+def check_final_output(world: World, upload, tmp_path) -> None:
+    """The stream plays, and nothing in the folder is a leftover of the dead run."""
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
+    master = m3u8.load(str(local / "index.m3u8"))
+    expected = {"index.m3u8", "thumbnails/storyboard.vtt", "thumbnails/poster.jpg"}
+    for variant in master.playlists:
+        expected.add(variant.uri)
+        media = m3u8.load(str(local / variant.uri))
+        expected.update(seg.uri for seg in media.segments)
+    sprites = {p.name for p in (local / "thumbnails").glob("storyboard_*.jpg")}
+    expected.update(f"thumbnails/{name}" for name in sprites)
+    present = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
+    assert present == expected
+
+
+STAGES = {
+    "download": [("transcode_stage_started", "download"), ("transcode_heartbeat_extended", None)],
+    "transcode": [("transcode_ffmpeg_started", None), ("transcode_heartbeat_extended", None)],
+    "upload": [("transcode_stage_started", "upload"), ("transcode_heartbeat_extended", None)],
+    "db_update": [("transcode_stage_finished", "upload")],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_sigkill_in_any_stage_and_another_worker_finishes(
+    world: World, media, tmp_path, stage: str
+) -> None:
+    upload = world.upload(media.h264(1280, 720, 12))
+    proxy = FaultProxy(world.stack.moto.port)  # slow transfers, so a kill lands inside them
+    proxy.add("delay", count=10_000, method="GET", path_contains="/raw/", seconds=2.5)
+    proxy.add("delay", count=10_000, method="PUT", seconds=0.4)
+    first = start_worker(world, WASABI_ENDPOINT=proxy.url, **FAST_RECOVERY)
+    try:
+        read_until(first, list(STAGES[stage]))
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    finally:
+        first.kill()
+        proxy.close()
+    second = start_worker(world, **FAST_RECOVERY)
+    try:
+        wait_for(lambda: world.job(upload.job_id)["state"] == "succeeded", what="success")
+        wait_for(lambda: world.queue_counts() == (0, 0), timeout=60, what="an empty queue")
+    except AssertionError:
+        out = stop_all([second])[0]
+        kinds = [json.loads(x)["event_type"] for x in out.splitlines() if x[:1] == "{"]
+        raise AssertionError(f"{world.job(upload.job_id)}\n{kinds[-30:]}") from None
+    finally:
+        stop_all([second])
+    job = world.job(upload.job_id)
+    assert job["attempt"] in (2, 3) and job["error_code"] is None
+    asset = world.asset(upload.media_id)
+    assert (asset["status"], asset["processing_stage"], asset["streaming_ready"]) == (
+        "ready", "complete", True,
+    )  # fmt: skip
+    check_final_output(world, upload, tmp_path)
+    assert not any(world.work_dir.iterdir())
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_sharing_a_queue_transcode_each_job_exactly_once(
+    world: World, media, workers: int
+) -> None:
+    clip = media.h264(320, 180, 2)
+    uploads = [world.upload(clip) for _ in range(12)]
+    for upload in uploads[:4]:  # the upload-completion function sent these twice
+        world.send(upload.message())
+    env = {**FAST_RECOVERY, "VERBOSE_LOGGING": "false", "JOB_STALE_SECONDS": "10"}
+    procs = [start_worker(world, **env) for _ in range(workers)]
+    try:
+        wait_for(
+            lambda: all(world.job(u.job_id)["state"] == "succeeded" for u in uploads),
+            what="every job to succeed",
+        )
+        wait_for(lambda: world.queue_counts() == (0, 0), timeout=120, what="an empty queue")
+    finally:
+        outputs = stop_all(procs)
+    log = [json.loads(line) for out in outputs for line in out.splitlines() if line[:1] == "{"]
+    started = Counter(e["job_id"] for e in log if e["event_type"] == "transcode_ffmpeg_started")
+    succeeded = Counter(e["job_id"] for e in log if e["event_type"] == "transcode_job_succeeded")
+    assert set(started) == {u.job_id for u in uploads}
+    assert sum(started.values()) == 12  # one FFmpeg run per job, duplicates included
+    assert set(succeeded.values()) == {1}
+    for upload in uploads:
+        assert world.job(upload.job_id)["attempt"] == 2
