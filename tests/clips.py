@@ -117,3 +117,78 @@ class ClipFactory:
             )
 
         return self._cached("playlist.mp4", make)
+
+    def zero_bytes(self) -> Path:
+        return self._cached("empty.mp4", lambda path: path.write_bytes(b""))
+
+    def concat_list(self) -> Path:
+        """An FFmpeg concat script naming a local file."""
+        return self._cached(
+            "list.mp4",
+            lambda path: path.write_text("ffconcat version 1.0\nfile '/etc/hostname'\n"),
+        )
+
+    def image(self) -> Path:
+        return self._cached(
+            "photo.mp4",
+            lambda path: ffmpeg(
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360",
+                "-frames:v",
+                "1",
+                "-f",
+                "image2",
+                "-c:v",
+                "png",
+                str(path),
+            ),  # fmt: skip
+        )
+
+    def huge_resolution(self) -> Path:
+        """One 9000x9000 frame: a small file that would need gigabytes to scale."""
+        return self._cached(
+            "huge.mkv",
+            lambda path: ffmpeg(
+                "-f", "lavfi", "-i", "color=c=black:s=9000x9000:r=1:d=1", "-c:v", "mjpeg", str(path)
+            ),  # fmt: skip
+        )
+
+    def ten_hours(self) -> Path:
+        """A tiny, silent, 10-hour video: cheap to upload, costly to transcode."""
+        return self._cached(
+            "ten_hours.mkv",
+            lambda path: ffmpeg(
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=green:s=16x16:r=1:d=36000",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "3600",
+                str(path),
+            ),  # fmt: skip
+        )
+
+    def high_frame_rate(self) -> Path:
+        """240 fps (phone slow motion): kept to at most 60 fps in the output."""
+        return self._cached(
+            "fps240.mp4",
+            lambda path: ffmpeg(
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=240",
+                "-t",
+                "3",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                str(path),
+            ),  # fmt: skip
+        )

@@ -147,6 +147,10 @@ class World:
             int(attrs["ApproximateNumberOfMessagesNotVisible"]),
         )
 
+    def work_dir_empty(self) -> bool:
+        """No job files left (the folder may not even exist yet)."""
+        return not self.work_dir.exists() or not any(self.work_dir.iterdir())
+
     def keys(self, prefix: str) -> list[str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]

@@ -120,7 +120,7 @@ def test_sigkill_in_any_stage_and_another_worker_finishes(
         "ready", "complete", True,
     )  # fmt: skip
     check_final_output(world, upload, tmp_path)
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
 
 
 @pytest.mark.parametrize("workers", [2, 3])

@@ -41,7 +41,7 @@ def assert_handed_back(world: World, upload, code: str, log: list[dict]) -> None
     assert asset["status"] == "uploaded" and asset["streaming_ready"] is False
     assert world.keys(upload.prefix + "streaming/index.m3u8") == []
     assert world.queue_counts() == (0, 1)
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
 
 
 # --- storage ------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_hung_ffmpeg_is_killed_and_the_job_failed(world: World, media) -> None:
     job = world.job(upload.job_id)
     assert (job["state"], job["error_code"]) == ("failed", "FFMPEG_STALLED")
     assert not _ffmpeg_pids(upload.job_id)  # killed, not left behind
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ def test_upload_becomes_adaptive_hls_and_rows_reach_final_states(
     assert asset["thumbnail_frame_count"] == 2 and asset["thumbnail_interval_seconds"] == SEGMENT
     assert (asset["thumbnail_width"], asset["thumbnail_height"]) == (320, 180)
     assert world.queue_counts() == (0, 0)
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
     # Every object has its real type and a cache lifetime.
     for key in world.keys(upload.prefix + "streaming/"):
         head = world.s3.head_object(Bucket=BUCKET, Key=key)

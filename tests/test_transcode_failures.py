@@ -139,7 +139,7 @@ def test_bad_upload_fails_the_job_for_good(world: World, media, clip_name: str, 
     assert failed[0]["severity"] == "error" and failed[0]["error_code"] == code
     assert world.queue_counts() == (0, 0)
     assert world.keys(upload.prefix + "streaming/index.m3u8") == []
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
 
 
 def test_playlist_upload_is_never_followed(world: World, media) -> None:
@@ -248,7 +248,7 @@ def test_too_little_disk_releases_the_message(world: World, media) -> None:
     assert by_type(log, "job_retry")[0]["error_code"] == "DISK_TOO_SMALL"
     assert world.job(upload.job_id)["state"] == "queued"
     assert world.queue_counts() == (0, 1)
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
 
 
 def test_failing_hardware_decoder_falls_back_to_software(world: World, media) -> None:

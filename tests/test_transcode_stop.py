@@ -57,7 +57,7 @@ def test_sigterm_during_transcode_hands_the_job_back(world: World, media) -> Non
     asset = world.asset(upload.media_id)
     assert (asset["status"], asset["processing_stage"]) == ("uploaded", "uploaded")
     assert world.queue_counts() == (1, 0)  # visible again at once for the next worker
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
     assert "transcode_job_released" in out
     assert world.keys(upload.prefix + "streaming/index.m3u8") == []
 
@@ -80,5 +80,5 @@ def test_message_taken_by_another_consumer_stops_the_job(world: World, media) ->
     assert proc.returncode == 0, err
     assert "transcode_heartbeat_lost" in out and "transcode_job_lost" in out
     assert world.job(upload.job_id)["state"] == "running"  # left to the new owner
-    assert not any(world.work_dir.iterdir())
+    assert world.work_dir_empty()
     assert world.keys(upload.prefix + "streaming/index.m3u8") == []
