@@ -18,6 +18,15 @@ HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
 POSTER_SHORT_SIDE = 720
 
 
+# HDR (PQ/HLG) to SDR BT.709: linear light, BT.709 primaries, then the Mobius
+# curve, which keeps in-range (SDR-bright) pixels as they are and compresses
+# only the highlights: a sunny pitch keeps its contrast instead of greying.
+TONEMAP = (
+    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+    "tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+)
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     x264_preset: str
@@ -25,6 +34,7 @@ class EncodeOptions:
     audio_kbps: int
     segment_seconds: int
     tile_width: int
+    can_tonemap: bool = False  # this FFmpeg has zscale and tonemap
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,31 @@ class OutputLayout:
         return self.root / f"{rendition.name}_%05d.ts"
 
 
-def pick_decoder(codec: str, available: frozenset[str], allow_hw: bool) -> str | None:
-    """The Jetson hardware decoder for this codec when FFmpeg has it, else None."""
-    name = HW_DECODERS.get(codec)
-    return name if allow_hw and name in available else None
+def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
+    """The Jetson hardware decoder for this input when FFmpeg has it, else None.
+
+    NVDEC on the Orin takes 8-bit 4:2:0 H.264 and 8/10-bit 4:2:0 HEVC; H.264
+    High 10 or 4:2:2 (and anything else) goes to the software decoder."""
+    name = HW_DECODERS.get(info.video_codec)
+    if not allow_hw or name not in available:
+        return None
+    if info.video_codec == "h264" and not info.eight_bit_420:
+        return None
+    if info.video_codec == "hevc" and info.pix_fmt not in ("yuv420p", "yuvj420p", "yuv420p10le"):
+        return None
+    return name
+
+
+def pre_filters(info: MediaInfo, opts: EncodeOptions) -> list[str]:
+    """What every output needs before the split: deinterlace, SDR, frame rate cap."""
+    chain = []
+    if info.interlaced:
+        chain.append("bwdif=mode=send_frame:parity=auto:deint=all")
+    if info.hdr and opts.can_tonemap:
+        chain.append(TONEMAP)
+    if info.fps > 60.5:
+        chain.append("fps=60")
+    return chain
 
 
 def poster_time(duration: float) -> float:
@@ -68,7 +99,7 @@ def poster_time(duration: float) -> float:
 
 
 def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOptions) -> str:
-    pre = "fps=60," if info.fps > 60.5 else ""
+    pre = "".join(f + "," for f in pre_filters(info, opts))
     branches = [f"[r{i}]" for i in range(len(renditions))] + ["[tiles]", "[poster]"]
     graph = [f"[0:v:0]{pre}split={len(branches)}{''.join(branches)}"]
     for i, r in enumerate(renditions):
@@ -110,6 +141,8 @@ def transcode_command(
             "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
             "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
         ]  # fmt: skip
+        if info.hdr and opts.can_tonemap:
+            command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
         if info.has_audio:
             command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000", "-ac", "2"]
         command += [

@@ -47,10 +47,27 @@ class MediaInfo:
     pix_fmt: str
     has_audio: bool
     format_name: str
+    field_order: str = "progressive"
+    color_transfer: str = ""
+    audio_channels: int = 0
 
     @property
     def short_side(self) -> int:
         return min(self.width, self.height)
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+    @property
+    def hdr(self) -> bool:
+        """PQ (HDR10, Dolby Vision profile 8) or HLG: needs tone mapping to SDR."""
+        return self.color_transfer in ("smpte2084", "arib-std-b67")
+
+    @property
+    def eight_bit_420(self) -> bool:
+        """What the Jetson's NVDEC takes for H.264 (not High 10, not 4:2:2)."""
+        return self.pix_fmt in ("yuv420p", "yuvj420p", "nv12")
 
 
 def _rotation(stream: dict[str, Any]) -> int:
@@ -107,6 +124,12 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         raise JobError("INPUT_UNSUPPORTED", "the upload has no readable duration")
     if duration > MAX_DURATION_SECONDS:
         raise JobError("INPUT_TOO_LARGE", f"duration {duration:.0f}s is longer than 6 hours")
+    # Non-square pixels (anamorphic DV, some broadcast files): the display
+    # width is what the ladder and the scaler must use.
+    sar = _rate(str(video.get("sample_aspect_ratio") or "1:1").replace(":", "/"))
+    if sar > 0 and abs(sar - 1) > 0.01:
+        width = max(2, int(round(width * sar)))
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
     rotation = _rotation(video)
     if rotation in (90, 270):
         width, height = height, width
@@ -118,8 +141,11 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
         video_codec=str(video.get("codec_name") or "unknown"),
         pix_fmt=str(video.get("pix_fmt") or "unknown"),
-        has_audio=any(s.get("codec_type") == "audio" for s in streams),
+        has_audio=bool(audios),
         format_name=str(data.get("format", {}).get("format_name") or ""),
+        field_order=str(video.get("field_order") or "progressive"),
+        color_transfer=str(video.get("color_transfer") or ""),
+        audio_channels=int(audios[0].get("channels") or 0) if audios else 0,
     )
 
 

@@ -64,6 +64,7 @@ class Services:
     queue: WorkQueue
     decoders: frozenset[str]
     stop: threading.Event
+    filters: frozenset[str] = frozenset({"zscale", "tonemap"})
     notifier: Notifier = field(default_factory=lambda: Notifier({}))
 
 
@@ -422,7 +423,10 @@ class ClaimedJob:
             self.settings.audio_kbps,
             self.settings.segment_seconds,
             self.settings.storyboard_tile_width,
+            can_tonemap={"zscale", "tonemap"} <= self.s.filters,
         )
+        if info.hdr and not opts.can_tonemap:
+            self.log.event("hdr_not_tonemapped", "warning", transfer=info.color_transfer)
         command = transcode_command(
             self.settings.ffmpeg_bin, source, self.layout, info, renditions, opts, decoder
         )
@@ -442,7 +446,7 @@ class ClaimedJob:
 
     def _transcode(self, source: Path, info: MediaInfo, renditions: list[Rendition]) -> str:
         allow_hw = self.settings.hw_decode == "auto"
-        decoder = pick_decoder(info.video_codec, self.s.decoders, allow_hw)
+        decoder = pick_decoder(info, self.s.decoders, allow_hw)
         result = self._run_transcode(source, info, renditions, decoder)
         if not result.ok and decoder is not None:
             self.log.event(

@@ -29,18 +29,19 @@ MAX_POLL_BACKOFF = 60
 STOP_GRACE_SECONDS = 1.0
 
 
-def available_decoders(ffmpeg: str) -> frozenset[str]:
-    """Decoder names this FFmpeg build has (`ffmpeg -decoders`)."""
+def ffmpeg_components(ffmpeg: str, kind: str) -> frozenset[str]:
+    """Names this FFmpeg build lists under `-decoders` or `-filters`."""
     try:
         result = subprocess.run(
-            [ffmpeg, "-hide_banner", "-decoders"], capture_output=True, text=True, timeout=30
+            [ffmpeg, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired):
         return frozenset()
     names = set()
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+        # " V..... h264_nvv4l2dec  …" (decoders), " TS. zscale  V->V  …" (filters)
+        if len(parts) >= 2 and 3 <= len(parts[0]) <= 6 and set(parts[0]) <= set("VASDFTCXBI.|"):
             names.add(parts[1])
     return frozenset(names)
 
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             db=Database(settings.common.supabase_url, settings.common.supabase_key),
             storage=Storage.from_settings(settings.common),
             queue=WorkQueue(settings.queue_url, settings.aws_region),
-            decoders=available_decoders(settings.ffmpeg_bin),
+            decoders=ffmpeg_components(settings.ffmpeg_bin, "decoders"),
+            filters=ffmpeg_components(settings.ffmpeg_bin, "filters"),
             stop=stop,
             notifier=Notifier(),
         )
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             once=options.once,
             work_dir=str(settings.work_dir),
             hardware_decoders=hw,
+            profile=settings.profile,
+            hdr_tonemapping={"zscale", "tonemap"} <= services.filters,
             ladder=[f"{r.height}p@{r.video_kbps}k" for r in settings.ladder],
         )
         try:

@@ -43,15 +43,20 @@ class ClipFactory:
 
     def rotated_portrait(self, seconds: float = 6) -> Path:
         """Stored 640x360 with a 90° display matrix: plays as 360x640 portrait."""
+        return self.rotated(self.h264(640, 360, seconds), 90)
+
+    def rotated(self, source: Path, degrees: int) -> Path:
+        """`source` with a display matrix of `degrees` clockwise (stream copy)."""
 
         def make(path: Path) -> None:
-            source = str(self.h264(640, 360, seconds))
-            try:  # FFmpeg 6 and later
-                ffmpeg("-display_rotation", "90", "-i", source, "-c", "copy", str(path))
+            try:  # FFmpeg 6 and later (counter-clockwise there)
+                ffmpeg("-display_rotation", str(-degrees), "-i", str(source), "-c", "copy",
+                       str(path))  # fmt: skip
             except subprocess.CalledProcessError:  # FFmpeg 4.x/5.x (Debian 12, JetPack 6)
-                ffmpeg("-i", source, "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
+                ffmpeg("-i", str(source), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}",
+                       str(path))  # fmt: skip
 
-        return self._cached(f"portrait_{seconds}s.mp4", make)
+        return self._cached(f"{source.stem}_rot{degrees}{source.suffix}", make)
 
     def hevc(self, seconds: float = 6) -> Path:
         def make(path: Path) -> None:
@@ -192,3 +197,18 @@ class ClipFactory:
                 str(path),
             ),  # fmt: skip
         )
+
+    def made(self, name: str, *args: str) -> Path:
+        """A clip made by one FFmpeg command (`args` without the output), cached by name."""
+        return self._cached(name, lambda path: ffmpeg(*args, str(path)))
+
+
+# Inputs of FFmpeg's test sources, reused by the coverage clips.
+def video_source(size: str = "640x360", rate: str = "30", seconds: float = 4) -> list[str]:
+    return ["-t", str(seconds), "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+
+
+def tone(seconds: float = 4, layout: str = "stereo", delay: float = 0.0) -> list[str]:
+    offset = ["-itsoffset", str(delay)] if delay else []
+    return [*offset, "-t", str(seconds), "-f", "lavfi", "-i",
+            f"sine=frequency=440:sample_rate=48000,aformat=channel_layouts={layout}"]  # fmt: skip

@@ -318,3 +318,22 @@ def test_stop_between_batches_keeps_the_row_open(world: World) -> None:
     assert summary.stopped and summary.objects_deleted == 1000
     assert len(world.keys(folder(org, media))) == 500
     assert row(world, row_id)["processed_at"] is None
+
+
+def test_supabase_down_between_delete_and_mark_is_finished_next_pass(world: World) -> None:
+    org, media = str(uuid.uuid4()), str(uuid.uuid4())
+    put_many(world, [f"{folder(org, media)}streaming/s_{i}.ts" for i in range(30)])
+    row_id = add_row(world, media, f"{folder(org, media)}raw/a.mp4")
+    world.stack.gateway.fail_matching("PATCH", '"processed_at"', count=1000)
+
+    first = run_cleaner(world, "--once")
+
+    world.stack.gateway.clear_faults()
+    assert first.returncode == 1
+    assert world.keys(folder(org, media)) == []  # deleted …
+    assert row(world, row_id)["processed_at"] is None  # … but not yet marked
+
+    second = run_cleaner(world, "--once")
+
+    assert second.returncode == 0
+    assert row(world, row_id)["processed_at"] is not None and row(world, row_id)["error"] is None

@@ -26,7 +26,13 @@ def test_defaults_match_the_seed() -> None:
     assert settings.heartbeat_interval_seconds == 240
     assert settings.heartbeat_extension_seconds == 300
     assert settings.max_receive_count == 3
-    assert settings.ladder[0] == Rung(1080, 5000)
+    assert settings.profile == "jetson" and settings.ladder[0] == Rung(1080, 4500)
+    quality = load_transcoder_settings({**BASE, "TRANSCODE_PROFILE": "quality"})
+    assert quality.ladder[-1] == Rung(360, 800) and quality.x264_preset == "medium"
+    mixed = load_transcoder_settings(
+        {**BASE, "TRANSCODE_PROFILE": "quality", "TRANSCODE_PRESET": "fast"}
+    )
+    assert mixed.x264_preset == "fast" and mixed.x264_crf == 21
     assert load_cleanup_settings(BASE).interval_seconds == 21600
 
 
@@ -50,6 +56,7 @@ def test_older_queue_variable_and_device_name_still_work() -> None:
         ({"MAX_RECEIVE_COUNT": "three"}, "MAX_RECEIVE_COUNT"),
         ({"VERBOSE_LOGGING": "maybe"}, "VERBOSE_LOGGING"),
         ({"TRANSCODE_PRESET": "placebo"}, "TRANSCODE_PRESET"),
+        ({"TRANSCODE_PROFILE": "fastest"}, "TRANSCODE_PROFILE"),
         ({"HEARTBEAT_EXTENSION_SECONDS": "100"}, "HEARTBEAT_EXTENSION_SECONDS"),
     ],
 )

@@ -11,7 +11,7 @@ from streaming.errors import JobError
 from streaming.ffmpeg_command import pick_decoder
 from streaming.hls_output import Storyboard, codecs_string
 from streaming.ladder import choose_renditions
-from streaming.media_probe import parse_probe
+from streaming.media_probe import MediaInfo, parse_probe
 from streaming.messages import parse_message
 from streaming.retry_policy import retry_backoff, visibility_for_size
 from utils.config import parse_ladder
@@ -62,13 +62,20 @@ def test_backoff_grows_and_is_capped() -> None:
     assert [retry_backoff(n, 60) for n in (1, 2, 3, 4, 10)] == [60, 120, 240, 480, 900]
 
 
-def test_hardware_decoder_only_when_ffmpeg_has_it() -> None:
+def _info(codec: str, pix_fmt: str = "yuv420p") -> MediaInfo:
+    return MediaInfo(10.0, 1920, 1080, 0, 25.0, codec, pix_fmt, True, "mov")
+
+
+def test_hardware_decoder_only_for_what_nvdec_takes() -> None:
     jetson = frozenset({"h264_nvv4l2dec", "hevc_nvv4l2dec"})
-    assert pick_decoder("h264", jetson, True) == "h264_nvv4l2dec"
-    assert pick_decoder("hevc", jetson, True) == "hevc_nvv4l2dec"
-    assert pick_decoder("vp9", jetson, True) is None
-    assert pick_decoder("h264", frozenset(), True) is None
-    assert pick_decoder("h264", jetson, False) is None
+    assert pick_decoder(_info("h264"), jetson, True) == "h264_nvv4l2dec"
+    assert pick_decoder(_info("hevc"), jetson, True) == "hevc_nvv4l2dec"
+    assert pick_decoder(_info("hevc", "yuv420p10le"), jetson, True) == "hevc_nvv4l2dec"
+    assert pick_decoder(_info("h264", "yuv420p10le"), jetson, True) is None  # High 10
+    assert pick_decoder(_info("h264", "yuv422p"), jetson, True) is None  # 4:2:2
+    assert pick_decoder(_info("vp9"), jetson, True) is None
+    assert pick_decoder(_info("h264"), frozenset(), True) is None
+    assert pick_decoder(_info("h264"), jetson, False) is None
 
 
 def test_probe_rejects_what_is_not_a_video() -> None:

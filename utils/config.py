@@ -62,6 +62,7 @@ class TranscoderSettings:
     common: CommonSettings
     aws_region: str
     queue_url: str
+    profile: str
     work_dir: Path
     ladder: tuple[Rung, ...]
     x264_preset: str
@@ -183,6 +184,27 @@ def parse_ladder(text: str) -> tuple[Rung, ...]:
     return tuple(sorted(rungs, key=lambda r: r.height, reverse=True))
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A named encoding profile: ladder and x264 speed, chosen with TRANSCODE_PROFILE.
+
+    TRANSCODE_LADDER, TRANSCODE_PRESET and TRANSCODE_CRF override its parts.
+    """
+
+    ladder: str
+    preset: str
+    crf: int
+
+
+PROFILES = {
+    # The Orin Nano: six A78AE cores, no hardware encoder. Sized so a 2-hour
+    # 1080p match is done in the time the live single-rendition setup takes
+    # (bench/RESULTS.md has the figures).
+    "jetson": Profile("1080:4500,720:2500,480:1200", "superfast", 23),
+    # Machines with headroom (ECS, a desktop): a fuller ladder, better per bit.
+    "quality": Profile("1080:5000,720:2800,480:1400,360:800", "medium", 21),
+}
+
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
 )  # fmt: skip
@@ -219,19 +241,21 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
             "HEARTBEAT_EXTENSION_SECONDS must be larger than HEARTBEAT_INTERVAL_SECONDS "
             f"({extension} <= {interval}): the message would become visible between beats"
         )
+    profile = PROFILES[read.choice("TRANSCODE_PROFILE", "jetson", tuple(PROFILES))]
     return TranscoderSettings(
         common=common,
+        profile=read.raw("TRANSCODE_PROFILE") or "jetson",
         aws_region=read.raw("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1",
         queue_url=_queue_url(read),
         work_dir=Path(read.raw("TRANSCODE_WORK_DIR") or "/tmp/transcode"),
         ladder=read.parsed(
             "TRANSCODE_LADDER",
-            parse_ladder("1080:5000,720:2800,480:1400,360:800"),
+            parse_ladder(profile.ladder),
             parse_ladder,
             "comma-separated HEIGHT:KBPS pairs with even heights, e.g. 1080:5000,720:2800",
         ),
-        x264_preset=read.choice("TRANSCODE_PRESET", "veryfast", X264_PRESETS),
-        x264_crf=read.integer("TRANSCODE_CRF", 21, 0, 51),
+        x264_preset=read.choice("TRANSCODE_PRESET", profile.preset, X264_PRESETS),
+        x264_crf=read.integer("TRANSCODE_CRF", profile.crf, 0, 51),
         audio_kbps=read.integer("TRANSCODE_AUDIO_KBPS", 128, 32, 512),
         segment_seconds=segment,
         storyboard_tile_width=read.integer("STORYBOARD_TILE_WIDTH", 320, 64, 1280),
