@@ -210,3 +210,30 @@ def mean_luma(path: Path) -> float:
     values = [float(v) for v in re.findall(r"YAVG=([0-9.]+)", result.stderr)]
     assert values, result.stderr[-800:]
     return sum(values) / len(values)
+
+
+@pytest.mark.slow
+def test_two_hour_match_numbering_storyboard_and_progress(
+    world: World, media, tmp_path: Path
+) -> None:
+    """A 2-hour input (tiny picture, so it runs in CI): 1,200 segments per
+    rendition, 1,200 storyboard tiles in 48 sprites, progress to 100 %."""
+    clip = media.made(
+        "two_hours.mkv", "-t", "7200", "-f", "lavfi", "-i", "testsrc2=size=64x36:rate=2",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "12",
+    )  # fmt: skip
+    upload = world.upload(clip)
+
+    run = world.run_worker(TRANSCODE_PRESET="ultrafast", timeout=1200)
+
+    assert run.returncode == 0, run.stderr
+    asset = world.asset(upload.media_id)
+    assert asset["transcode_progress"] == 100 and asset["duration_seconds"] == 7200
+    assert asset["thumbnail_frame_count"] == 1200
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
+    report = check_stream(local, clip, audio=False, keyframe_segments=3)
+    assert [v["segments"] for v in report.variants] == [1200]
+    assert (local / "64p_01199.ts").exists() or (local / "36p_01199.ts").exists()
+    assert len(list((local / "thumbnails").glob("storyboard_*.jpg"))) == 48
+    vtt = (local / "thumbnails" / "storyboard.vtt").read_text()
+    assert vtt.rstrip().splitlines()[-2] == "01:59:54.000 --> 02:00:00.000"
