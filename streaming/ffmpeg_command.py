@@ -148,7 +148,7 @@ def transcode_command(
         command += [
             "-max_muxing_queue_size", "4096",
             "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
-            "-hls_list_size", "0", "-hls_flags", "independent_segments",
+            "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
             "-hls_segment_type", "mpegts",
             "-hls_segment_filename", str(layout.segment_pattern(r)),
             str(layout.playlist(r)),

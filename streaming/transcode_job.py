@@ -32,24 +32,17 @@ from streaming.ladder import Rendition, choose_renditions
 from streaming.media_probe import MediaInfo, probe, probe_output
 from streaming.messages import TranscodeRequest, parse_message
 from streaming.outcome import Kind, Outcome
+from streaming.output_upload import OutputUploader
 from streaming.retry_policy import is_last_receive, visibility_for_size
 from utils.config import TranscoderSettings
 from utils.media_paths import UnsafeKey, canonical_uuid, raw_upload_key, streaming_prefix
 from utils.observability import EventLog
 from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
-from utils.storage import ObjectMissing, Storage, StorageUnavailable, Upload
+from utils.storage import ObjectMissing, Storage, StorageUnavailable
 from utils.supabase_db import Database, DatabaseRejected, DatabaseUnavailable, utc_now
 from utils.systemd_notify import Notifier
 from utils.visibility_heartbeat import VisibilityHeartbeat
 
-CONTENT_TYPES = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".ts": "video/mp2t",
-    ".jpg": "image/jpeg",
-    ".vtt": "text/vtt",
-}
-CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_PLAYLIST = "public, max-age=86400"
 FINAL_STATES = ("succeeded", "canceled", "failed")
 FINAL_WRITE_RETRY_DELAYS = (2, 5, 15)
 # Share of the overall progress bar per stage: download, transcode, upload.
@@ -233,6 +226,7 @@ class ClaimedJob:
         self.bucket = ""
         self.output_bytes = 0
         self.stage = "starting"
+        self.uploader: OutputUploader | None = None
         self._lock: TextIO | None = None
 
     # --- the state decided in one place ---------------------------------------
@@ -268,9 +262,21 @@ class ClaimedJob:
             self.log.event("worker_exception", "warning", traceback=traceback.format_exc()[-3000:])
             return self._outcome(Kind.RETRY, "WORKER_ERROR", f"{type(exc).__name__}: {exc}")
         finally:
+            if self.uploader is not None:
+                self.uploader.close(cancel=True)
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             self._remove_job_dir()
+
+    def _discard_outputs(self) -> None:
+        """A job that failed for good leaves no segments behind in storage."""
+        if self.uploader is None or not self.uploader.shipped:
+            return
+        self.uploader.close(cancel=True)
+        try:
+            self.uploader.remove_except(set())
+        except StorageUnavailable as exc:
+            self.log.event("discard_outputs_failed", "warning", error=str(exc)[:200])
 
     def check(self) -> None:
         """Raise JobAborted when the job must stop now; renew the lease.
@@ -293,6 +299,10 @@ class ClaimedJob:
 
     def _run(self) -> Outcome:
         key, size = self._locate_input()
+        self.uploader = OutputUploader(
+            self.s.storage, self.bucket, self.layout.root,
+            streaming_prefix(self.request.org_id, self.request.media_id),
+        )  # fmt: skip
         self._start_heartbeat(size)
         self._prepare_job_dir(size)
         source = self.job_dir / "source"
@@ -434,6 +444,8 @@ class ClaimedJob:
         self.ffmpeg_runs += 1
 
         def on_progress(seconds: float) -> None:
+            if self.uploader is not None:
+                self.uploader.ship_finished_segments()
             share = min(1.0, seconds / info.duration)
             self.lease.fraction = max(self.lease.fraction, DOWNLOAD_SHARE + TRANSCODE_SHARE * share)
 
@@ -475,6 +487,8 @@ class ClaimedJob:
         )
 
     def _reset_outputs(self) -> None:
+        if self.uploader is not None:
+            self.uploader.reset()
         for folder in (self.layout.root, self.layout.tiles):
             shutil.rmtree(folder, ignore_errors=True)
         self.layout.thumbnails.mkdir(parents=True)
@@ -529,47 +543,20 @@ class ClaimedJob:
         self.layout.master.write_text(master_playlist(variants))
         return variants
 
-    def _uploads(self) -> list[Upload]:
-        prefix = streaming_prefix(self.request.org_id, self.request.media_id)
-        items = []
-        for path in sorted(p for p in self.layout.root.rglob("*") if p.is_file()):
-            relative = path.relative_to(self.layout.root).as_posix()
-            content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-            cache = CACHE_PLAYLIST if path.suffix in (".m3u8", ".vtt") else CACHE_IMMUTABLE
-            items.append(Upload(path, prefix + relative, content_type, cache))
-        return items
-
     def _upload(self) -> None:
-        items = self._uploads()
-        total = sum(item.path.stat().st_size for item in items) or 1
-        done = [0]
-
-        def on_bytes(count: int) -> None:
-            done[0] += count
+        total = self.uploader.total_bytes() or 1
 
         def check() -> None:
             share = DOWNLOAD_SHARE + TRANSCODE_SHARE
-            self.lease.fraction = max(self.lease.fraction, share + (1 - share) * done[0] / total)
+            sent = min(1.0, self.uploader.bytes_sent / total)
+            self.lease.fraction = max(self.lease.fraction, share + (1 - share) * sent)
             self.check()
 
-        master_key = streaming_prefix(self.request.org_id, self.request.media_id) + "index.m3u8"
-        rest = [item for item in items if item.key != master_key]
-        master = [item for item in items if item.key == master_key]
-        # The master playlist goes last: a stream is never announced half-uploaded.
-        self.s.storage.upload(self.bucket, rest, check=check, on_bytes=on_bytes)
-        self.s.storage.upload(self.bucket, master, check=check, on_bytes=on_bytes)
+        written = self.uploader.finish(check)
         self.output_bytes = total
-        self._remove_stale_outputs({item.key for item in items})
-
-    def _remove_stale_outputs(self, ours: set[str]) -> None:
-        """Delete what an earlier, unfinished attempt left under `streaming/`
-        that this run did not overwrite (e.g. a rung this run did not make)."""
-        prefix = streaming_prefix(self.request.org_id, self.request.media_id)
-        for page in self.s.storage.list_objects(self.bucket, prefix):
-            stale = [o for o in page if o.key not in ours and o.key.startswith(prefix)]
-            if stale:
-                failed = self.s.storage.delete_objects(self.bucket, stale)
-                self.log.event("stale_outputs_removed", removed=len(stale) - len(failed))
+        removed = self.uploader.remove_except(set(written))
+        if removed:
+            self.log.event("stale_outputs_removed", removed=removed)
 
     def _persist(self, write: Callable[[], Any]) -> Any:
         """A final write, retried through a short outage: the stream is already

@@ -82,3 +82,24 @@ def test_message_taken_by_another_consumer_stops_the_job(world: World, media) ->
     assert world.job(upload.job_id)["state"] == "running"  # left to the new owner
     assert world.work_dir_empty()
     assert world.keys(upload.prefix + "streaming/index.m3u8") == []
+
+
+def test_segments_go_up_while_ffmpeg_is_still_encoding(world: World, media) -> None:
+    upload = world.upload(media.h264(1280, 720, 30))
+    proc = start_worker(world, "--once", TRANSCODE_PRESET="slower")
+    try:
+        wait_for_event(proc, "transcode_ffmpeg_started")
+        deadline = time.monotonic() + 240
+        early = []
+        while time.monotonic() < deadline and not early:
+            stage = world.asset(upload.media_id)["processing_stage"]
+            keys = world.keys(upload.prefix + "streaming/")
+            if stage == "transcoding" and any(k.endswith("_00000.ts") for k in keys):
+                early = keys
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert early, "no segment reached storage before the transcode ended"
+    assert not any(k.endswith("index.m3u8") for k in early)  # not announced yet
+    assert world.job(upload.job_id)["state"] == "succeeded"

@@ -76,6 +76,68 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StorageUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
+_TRANSFER_ERRORS = (
+    ClientError, BotoCoreError, OSError, RetriesExceededError, S3UploadFailedError,
+    S3DownloadFailedError,
+)  # fmt: skip
+
+
+class TransferBatch:
+    """Transfers through one s3transfer TransferManager (concurrent parts and
+    files). Errors come out as StorageUnavailable / ObjectMissing."""
+
+    def __init__(self, storage: Storage, what: str, on_bytes: Callable[[int], None] | None) -> None:
+        self.manager = TransferManager(storage.client, storage.transfer_config)
+        self.what = what
+        self.poll_seconds = storage.poll_seconds
+        self.subscribers = [_Progress(on_bytes)]
+        self.futures: list = []
+
+    def __enter__(self) -> TransferBatch:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.close(cancel=kind is not None)
+
+    def download(self, bucket: str, key: str, dest: Path) -> None:
+        self.futures.append(
+            self.manager.download(bucket, key, str(dest), subscribers=self.subscribers)
+        )
+
+    def upload(self, bucket: str, item: Upload) -> None:
+        extra = {"ContentType": item.content_type, "CacheControl": item.cache_control}
+        self.futures.append(
+            self.manager.upload(
+                str(item.path), bucket, item.key, extra_args=extra, subscribers=self.subscribers
+            )
+        )
+
+    def raise_failures(self) -> None:
+        """Raise the first failure among the transfers that have finished."""
+        for future in self.futures:
+            if future.done():
+                try:
+                    future.result()
+                except _TRANSFER_ERRORS as exc:
+                    raise _translate(exc, self.what) from exc
+
+    def wait(self, check: Check = lambda: None) -> None:
+        """Wait for every transfer, calling `check()` between waits; whatever
+        it raises cancels the rest and propagates (how a job stops mid-transfer)."""
+        waiter = threading.Event()
+        while not all(f.done() for f in self.futures):
+            check()
+            self.raise_failures()
+            waiter.wait(self.poll_seconds)
+        self.raise_failures()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for future in self.futures:
+                future.cancel()
+        self.manager.shutdown(cancel=cancel)
+
+
 class Storage:
     def __init__(
         self,
@@ -124,35 +186,9 @@ class Storage:
             raise _translate(exc, f"s3://{bucket}/{key}") from exc
         return int(head["ContentLength"])
 
-    def _run_transfers(
-        self,
-        submit: Callable[[TransferManager], list],
-        check: Check,
-        what: str,
-    ) -> None:
-        """Run transfers, calling `check()` between waits; whatever it raises
-        cancels every transfer and propagates (how a job stops mid-transfer)."""
-        manager = TransferManager(self.client, self.transfer_config)
-        cancelled = False
-        try:
-            futures = submit(manager)
-            waiter = threading.Event()
-            while not all(f.done() for f in futures):
-                try:
-                    check()
-                except BaseException:
-                    cancelled = True
-                    for future in futures:
-                        future.cancel()
-                    raise
-                waiter.wait(self.poll_seconds)
-            for future in futures:
-                future.result()
-        except (ClientError, BotoCoreError, OSError, RetriesExceededError,
-                S3UploadFailedError, S3DownloadFailedError) as exc:  # fmt: skip
-            raise _translate(exc, what) from exc
-        finally:
-            manager.shutdown(cancel=cancelled)
+    def batch(self, what: str, on_bytes: Callable[[int], None] | None = None) -> TransferBatch:
+        """Concurrent transfers that run while the caller does other work."""
+        return TransferBatch(self, what, on_bytes)
 
     def download(
         self,
@@ -164,11 +200,9 @@ class Storage:
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """Download one object to `dest`, in concurrent ranged parts when big."""
-
-        def submit(manager: TransferManager) -> list:
-            return [manager.download(bucket, key, str(dest), subscribers=[_Progress(on_bytes)])]
-
-        self._run_transfers(submit, check, f"download s3://{bucket}/{key}")
+        with self.batch(f"download s3://{bucket}/{key}", on_bytes) as batch:
+            batch.download(bucket, key, dest)
+            batch.wait(check)
 
     def upload(
         self,
@@ -179,24 +213,10 @@ class Storage:
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """Upload files concurrently; returns when every one has landed."""
-
-        def submit(manager: TransferManager) -> list:
-            return [
-                manager.upload(
-                    str(item.path),
-                    bucket,
-                    item.key,
-                    extra_args={
-                        "ContentType": item.content_type,
-                        "CacheControl": item.cache_control,
-                    },
-                    subscribers=[_Progress(on_bytes)],
-                )
-                for item in uploads
-            ]
-
-        if uploads:
-            self._run_transfers(submit, check, f"upload {len(uploads)} files to s3://{bucket}")
+        with self.batch(f"upload {len(uploads)} files to s3://{bucket}", on_bytes) as batch:
+            for item in uploads:
+                batch.upload(bucket, item)
+            batch.wait(check)
 
     def _call(self, what: str, operation: str, **kwargs: object) -> dict:
         try:

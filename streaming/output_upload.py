@@ -1,0 +1,101 @@
+"""Shipping a job's output to storage, overlapped with the encode.
+
+FFmpeg writes every segment as `name.ts.tmp` and renames it when complete
+(`-hls_flags temp_file`), so any `*.ts` in the output folder is finished and
+can go up while FFmpeg works on the next one. When FFmpeg is done, what is
+left goes up (storyboard, poster, variant playlists), and the master playlist
+last of all: a half-uploaded stream is never announced. Afterwards anything
+an earlier, unfinished attempt left in the folder is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from utils.storage import Check, Storage, TransferBatch, Upload
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".jpg": "image/jpeg",
+    ".vtt": "text/vtt",
+}
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_PLAYLIST = "public, max-age=86400"
+SHIP_EVERY_SECONDS = 2.0
+
+
+class OutputUploader:
+    def __init__(self, storage: Storage, bucket: str, root: Path, prefix: str) -> None:
+        self.storage = storage
+        self.bucket = bucket
+        self.root = root  # the local folder uploaded as `prefix`
+        self.prefix = prefix  # orgs/{org}/uploads/{media}/streaming/
+        self.bytes_sent = 0
+        self.shipped: set[str] = set()
+        self._batch: TransferBatch | None = None
+        self._last_scan = float("-inf")
+
+    def _on_bytes(self, count: int) -> None:
+        self.bytes_sent += count
+
+    @property
+    def batch(self) -> TransferBatch:
+        if self._batch is None:
+            self._batch = self.storage.batch(f"upload to s3://{self.bucket}", self._on_bytes)
+        return self._batch
+
+    def item(self, path: Path) -> Upload:
+        relative = path.relative_to(self.root).as_posix()
+        cache = CACHE_PLAYLIST if path.suffix in (".m3u8", ".vtt") else CACHE_IMMUTABLE
+        content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        return Upload(path, self.prefix + relative, content_type, cache)
+
+    def ship_finished_segments(self) -> None:
+        """Start uploading segments FFmpeg has finished (at most every 2 s);
+        raise if an earlier upload already failed, to stop a doomed job early."""
+        now = time.monotonic()
+        if now - self._last_scan < SHIP_EVERY_SECONDS:
+            return
+        self._last_scan = now
+        for path in sorted(self.root.glob("*.ts")):
+            if path.name not in self.shipped:
+                self.shipped.add(path.name)
+                self.batch.upload(self.bucket, self.item(path))
+        self.batch.raise_failures()
+
+    def reset(self) -> None:
+        """Forget what was shipped (the transcode starts over)."""
+        self.close(cancel=True)
+        self.shipped.clear()
+
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def finish(self, check: Check) -> list[str]:
+        """Upload the rest, then the master playlist; returns every key written."""
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".tmp")
+        master = self.root / "index.m3u8"
+        for path in files:
+            relative = path.relative_to(self.root).as_posix()
+            if path != master and relative not in self.shipped:
+                self.shipped.add(relative)
+                self.batch.upload(self.bucket, self.item(path))
+        self.batch.wait(check)
+        self.storage.upload(self.bucket, [self.item(master)], check=check, on_bytes=self._on_bytes)
+        return [self.item(path).key for path in files]
+
+    def remove_except(self, keep: set[str]) -> int:
+        """Delete every object under the prefix that is not in `keep`."""
+        removed = 0
+        for page in self.storage.list_objects(self.bucket, self.prefix):
+            stale = [o for o in page if o.key not in keep and o.key.startswith(self.prefix)]
+            if stale:
+                removed += len(stale) - len(self.storage.delete_objects(self.bucket, stale))
+        return removed
+
+    def close(self, cancel: bool = False) -> None:
+        if self._batch is not None:
+            self._batch.close(cancel=cancel)
+            self._batch = None
