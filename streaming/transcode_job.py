@@ -245,6 +245,8 @@ class ClaimedJob:
             self.log.event("job_succeeded", seconds=round(time.monotonic() - started, 2))
             return result
         except JobError as exc:
+            if exc.permanent:
+                self._discard_outputs()
             return self._outcome(
                 Kind.FAILED if exc.permanent else Kind.RETRY, exc.code, exc.message
             )
@@ -274,7 +276,8 @@ class ClaimedJob:
             return
         self.uploader.close(cancel=True)
         try:
-            self.uploader.remove_except(set())
+            removed = self.uploader.remove_except(set())
+            self.log.event("partial_outputs_removed", removed=removed)
         except StorageUnavailable as exc:
             self.log.event("discard_outputs_failed", "warning", error=str(exc)[:200])
 
