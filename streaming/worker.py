@@ -15,7 +15,8 @@ import threading
 from typing import Any
 
 from streaming.outcome import SettlePolicy, settle
-from streaming.transcode_job import Services, clean_work_dir, process_message
+from streaming.services import Services
+from streaming.transcode_job import clean_work_dir, process_message
 from utils.config import ConfigError, load_dotenv_file, load_transcoder_settings
 from utils.observability import EventLog, build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals

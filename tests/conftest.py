@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from streaming.transcode_job import Services
+from streaming.services import Services
 from streaming.worker import run_loop
 from tests import clips
 from tests.stack import LocalStack, StackError, insert_upload
