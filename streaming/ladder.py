@@ -34,18 +34,25 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return _even(short_side), _even(height * short_side / width)
 
 
+SOURCE_RUNG_MARGIN = 1.15  # a source this much taller than the next rung keeps its size
+
+
 def choose_renditions(width: int, height: int, ladder: tuple[Rung, ...]) -> list[Rendition]:
     """The rungs at or below the source's short side, tallest first.
 
-    A source smaller than every rung gets one rendition at its own size, with
-    the smallest rung's bitrate cap scaled down by area.
+    A source between two rungs (a 720p file with a 1080/540 ladder) also gets
+    a rendition at its own size, so its resolution is not thrown away; a
+    source smaller than every rung gets only that one. Such a rung's bitrate
+    cap is the next taller rung's, scaled by area.
     """
     source_short = min(width, height) - min(width, height) % 2
     rungs = [r for r in ladder if r.height <= source_short]
-    if not rungs:
-        smallest = min(ladder, key=lambda r: r.height)
-        ratio = (source_short / smallest.height) ** 2
-        rungs = [Rung(source_short, max(100, int(smallest.video_kbps * ratio)))]
+    below = max((r.height for r in rungs), default=0)
+    taller = [r for r in ladder if r.height > source_short]
+    if taller and source_short > below * SOURCE_RUNG_MARGIN:
+        basis = min(taller, key=lambda r: r.height)
+        ratio = (source_short / basis.height) ** 2
+        rungs.append(Rung(source_short, max(100, int(basis.video_kbps * ratio))))
     renditions = []
     for rung in sorted(rungs, key=lambda r: r.height, reverse=True):
         w, h = scaled_size(width, height, rung.height)
