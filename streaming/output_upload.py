@@ -33,7 +33,7 @@ class OutputUploader:
         self.root = root  # the local folder uploaded as `prefix`
         self.prefix = prefix  # orgs/{org}/uploads/{media}/streaming/
         self.bytes_sent = 0
-        self.shipped: set[str] = set()
+        self.shipped: dict[str, int] = {}  # relative path -> size when it was sent
         self._batch: TransferBatch | None = None
         self._last_scan = float("-inf")
 
@@ -61,7 +61,7 @@ class OutputUploader:
         self._last_scan = now
         for path in sorted(self.root.glob("*.ts")):
             if path.name not in self.shipped:
-                self.shipped.add(path.name)
+                self.shipped[path.name] = path.stat().st_size
                 self.batch.upload(self.bucket, self.item(path))
         self.batch.raise_failures()
 
@@ -77,10 +77,14 @@ class OutputUploader:
         """Upload the rest, then the master playlist; returns every key written."""
         files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".tmp")
         master = self.root / "index.m3u8"
+        self.batch.wait(check)  # what went up during the encode has landed
         for path in files:
             relative = path.relative_to(self.root).as_posix()
-            if path != master and relative not in self.shipped:
-                self.shipped.add(relative)
+            size = path.stat().st_size
+            # Sent again if it changed since (an FFmpeg whose temp_file flag
+            # does not cover segments would have exposed one half-written).
+            if path != master and self.shipped.get(relative) != size:
+                self.shipped[relative] = size
                 self.batch.upload(self.bucket, self.item(path))
         self.batch.wait(check)
         self.storage.upload(self.bucket, [self.item(master)], check=check, on_bytes=self._on_bytes)
