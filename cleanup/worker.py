@@ -8,11 +8,10 @@ batches (a row is never left half-marked), the event log is flushed, exit 0.
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime, timedelta, timezone
 
 from cleanup.cleanup_pass import Cleaner
-from utils.config import ConfigError, load_cleanup_settings, load_dotenv_file
+from utils.config import load_at_startup, load_cleanup_settings
 from utils.observability import build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, stop_on_signals
 from utils.storage import Storage
@@ -33,11 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         help="list each row's folder and object count; change nothing",
     )  # fmt: skip
     options = parser.parse_args(argv)
-    load_dotenv_file()
-    try:
-        settings = load_cleanup_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+    settings = load_at_startup(load_cleanup_settings)
+    if settings is None:
         return EXIT_CONFIG
     log = build_event_log("cleanup", settings.common)
     notifier = Notifier()

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import threading
 from typing import Any
 
 from streaming.outcome import SettlePolicy, settle
 from streaming.services import Services
 from streaming.transcode_job import clean_work_dir, process_message
-from utils.config import ConfigError, load_dotenv_file, load_transcoder_settings
+from utils.config import load_at_startup, load_transcoder_settings
 from utils.observability import EventLog, build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals
 from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
@@ -124,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="handle at most one message, then exit")
     options = parser.parse_args(argv)
-    load_dotenv_file()
-    try:
-        settings = load_transcoder_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+    settings = load_at_startup(load_transcoder_settings)
+    if settings is None:
         return EXIT_CONFIG
     log = build_event_log("transcode", settings.common)
     with stop_on_signals() as stop:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,17 @@ def load_dotenv_file() -> None:
     """Load `.env` beside the project without overriding the real environment."""
     if DOTENV_PATH.is_file():
         load_dotenv(DOTENV_PATH, override=False)
+
+
+def load_at_startup(loader: Callable[[], T]) -> T | None:
+    """`.env`, then `loader()`; on a bad setting, one line on stderr and None
+    (the caller exits with EX_CONFIG, so systemd does not restart into it)."""
+    load_dotenv_file()
+    try:
+        return loader()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 class _Reader:
