@@ -16,7 +16,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class World:
     sqs: Any
     queue_url: str
     dlq_url: str
-    created: list[str] = field(default_factory=list)
 
     # --- database ---------------------------------------------------------
 

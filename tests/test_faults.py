@@ -13,13 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import WORKER, World, _require, events
+from tests.conftest import WORKER, World, _require
 from tests.fault_proxy import FaultProxy
 from tests.test_transcode_failures import by_type
 from tests.test_transcode_stop import start_worker, wait_for_event
@@ -265,7 +265,7 @@ def test_worker_with_its_clock_two_hours_ahead_does_not_steal_a_live_job(
         wait_for_event(holder, "transcode_ffmpeg_started")
         world.send(upload.message())  # a duplicate, picked up by the skewed worker
         skewed = subprocess.run(
-            ["faketime", "-f", "+2h", str(Path(os.sys.executable)), str(WORKER), "--once"],
+            ["faketime", "-f", "+2h", sys.executable, str(WORKER), "--once"],
             env={**world.base_env(), **world.env, "JOB_STALE_SECONDS": "60",
                  "DONT_FAKE_MONOTONIC": "1"},  # fmt: skip
             capture_output=True, text=True, timeout=120,
@@ -300,6 +300,3 @@ def test_undecodable_message_costs_one_receive(world: World) -> None:
     log = world.run_once()
     assert by_type(log, "message_rejected")[0]["error_code"] == "INVALID_MESSAGE"
     assert world.queue_counts() == (0, 0)
-
-
-__all__ = ["events", "uuid"]

@@ -31,10 +31,6 @@ class Notifier:
         self._status = ""
         self._lock = threading.Lock()
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def _send(self, text: str) -> None:
         if not self.address:
             return
