@@ -25,16 +25,26 @@ GRACE_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the process group stop below still applies
+
+
+# Resolved here, in the parent: between fork and exec the child of a
+# threaded process must not take locks (dlopen's among them), so it only
+# calls this already-bound function.
+_PRCTL = _load_prctl() if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: if the worker dies (even by SIGKILL),
     the kernel kills FFmpeg too, so no orphan keeps writing or burning CPU.
     (The kernel ties this to the thread that started FFmpeg: the worker's
     main thread, which lives as long as the worker.)"""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the process group stop below still applies
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @dataclass
@@ -109,7 +119,7 @@ def run_ffmpeg(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
         reader = _ProgressReader(proc.stdout)
         reader.start()
