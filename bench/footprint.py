@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.clips import ffmpeg  # noqa: E402
 from tests.fault_proxy import FaultProxy  # noqa: E402
 from tests.stack import LocalStack, insert_upload  # noqa: E402
 
@@ -57,9 +58,8 @@ def main() -> int:
             queue_url, _ = stack.create_bucket_and_queue(BUCKET, QUEUE)
             s3, sqs = stack.clients()
             clip = base / "clip.mp4"
-            subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
-                            "testsrc2=size=320x180:rate=25", "-t", "2", "-c:v", "libx264",
-                            "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
+            ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "2",
+                   "-c:v", "libx264", "-preset", "ultrafast", str(clip))  # fmt: skip
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **stack.env(
                 SQS_QUEUE_URL=queue_url, AWS_ENDPOINT_URL_SQS=proxy.url,
                 TRANSCODE_WORK_DIR=str(base / "work"))}  # fmt: skip

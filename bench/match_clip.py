@@ -12,9 +12,13 @@ than testsrc2's flat colours, and closer to what coaches upload.
 from __future__ import annotations
 
 import argparse
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.clips import ffmpeg  # noqa: E402
 
 
 def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps: int = 30) -> Path:
@@ -23,26 +27,12 @@ def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps
     with tempfile.TemporaryDirectory() as tmp:
         pitch = Path(tmp) / "pitch.png"
         # Mowing stripes and a little unevenness, drawn once.
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"color=c=0x3c7f2e:s={pitch_w}x{pitch_h}:d=1",
-                "-vf",
-                "geq=lum='p(X,Y)+14*gt(mod(X+Y/4,180),90)+6*sin(X/23)*sin(Y/17)'"
-                ":cb='p(X,Y)':cr='p(X,Y)'",
-                "-frames:v",
-                "1",
-                str(pitch),
-            ],  # fmt: skip
-            check=True,
-        )
+        ffmpeg(
+            "-f", "lavfi", "-i", f"color=c=0x3c7f2e:s={pitch_w}x{pitch_h}:d=1", "-vf",
+            "geq=lum='p(X,Y)+14*gt(mod(X+Y/4,180),90)+6*sin(X/23)*sin(Y/17)'"
+            ":cb='p(X,Y)':cr='p(X,Y)'",
+            "-frames:v", "1", str(pitch),
+        )  # fmt: skip
         pan = (
             f"crop={width}:{height}:x='({pitch_w}-{width})/2*(1+sin(t/9))':"
             f"y='({pitch_h}-{height})/2*(1+0.5*sin(t/13))'"
@@ -60,49 +50,14 @@ def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps
                 (700, 140, 600, 150, 1.7, 8, 8, "white"),
             ]
         )
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-loop",
-                "1",
-                "-framerate",
-                str(fps),
-                "-i",
-                str(pitch),
-                "-f",
-                "lavfi",
-                "-i",
-                "anoisesrc=color=pink:amplitude=0.08",
-                "-filter_complex",
-                f"[0:v]{pan},noise=alls=5:allf=t,{players},format=yuv420p[v]",
-                "-map",
-                "[v]",
-                "-map",
-                "1:a",
-                "-t",
-                str(seconds),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-crf",
-                "20",
-                "-maxrate",
-                "10M",
-                "-bufsize",
-                "20M",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                str(out),
-            ],  # fmt: skip
-            check=True,
-        )
+        ffmpeg(
+            "-loop", "1", "-framerate", str(fps), "-i", str(pitch),
+            "-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.08",
+            "-filter_complex", f"[0:v]{pan},noise=alls=5:allf=t,{players},format=yuv420p[v]",
+            "-map", "[v]", "-map", "1:a", "-t", str(seconds), "-c:v", "libx264",
+            "-preset", "veryfast", "-crf", "20", "-maxrate", "10M", "-bufsize", "20M",
+            "-c:a", "aac", "-b:a", "128k", str(out), timeout=None,
+        )  # fmt: skip
     return out
 
 

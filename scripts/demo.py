@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.clips import ffmpeg  # noqa: E402
 from tests.stack import LocalStack, insert_upload  # noqa: E402
 
 BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
@@ -28,35 +29,12 @@ BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 
 def make_clip(path: Path, seconds: int) -> None:
     """1080p50 test pattern with a tone: enough for a four-rung ladder."""
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1920x1080:rate=50",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            str(path),
-        ],  # fmt: skip
-        check=True,
-    )
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=50",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", str(path), timeout=None,
+    )  # fmt: skip
 
 
 def main() -> int:

@@ -6,11 +6,12 @@ import subprocess
 from pathlib import Path
 
 
-def ffmpeg(*args: str) -> None:
+def ffmpeg(*args: str, timeout: float | None = 300) -> None:
+    """One quiet FFmpeg run (tests, demo and benchmarks make their clips with it)."""
     subprocess.run(
         ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
         check=True,
-        timeout=300,
+        timeout=timeout,
         capture_output=True,
     )
 
