@@ -1,7 +1,7 @@
 """The FFmpeg command lines, built as argument lists (never through a shell).
 
 One FFmpeg process decodes the upload once and feeds every rendition, the
-storyboard tiles and the poster from a `split`. Keyframes are forced at every
+storyboard tiles and the poster through `split`s. Keyframes are forced at every
 segment boundary in every rendition, so all renditions cut their segments at
 the same instants and a player can switch between them cleanly.
 """
@@ -99,19 +99,33 @@ def poster_time(duration: float) -> float:
 
 
 def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOptions) -> str:
+    """A cascade: the source is scaled once to the top rendition, and each
+    smaller rendition from the one above it, so the big source frame is
+    resampled once however long the ladder is (`area` averages the pixels a
+    downscale drops). The storyboard tiles and the poster come from the top
+    rendition; the poster branch lets one frame through and then ends, so it
+    costs one scale, not one per frame."""
     pre = "".join(f + "," for f in pre_filters(info, opts))
-    branches = [f"[r{i}]" for i in range(len(renditions))] + ["[tiles]", "[poster]"]
-    graph = [f"[0:v:0]{pre}split={len(branches)}{''.join(branches)}"]
+    last = len(renditions) - 1
+    graph = []
     for i, r in enumerate(renditions):
-        graph.append(f"[r{i}]scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]")
+        source = f"[0:v:0]{pre}" if i == 0 else f"[d{i - 1}]"
+        outs = [f"[v{i}]"] + ([f"[d{i}]"] if i < last else [])
+        outs += ["[tiles]", "[poster]"] if i == 0 else []
+        split = f",split={len(outs)}" if len(outs) > 1 else ""
+        graph.append(
+            f"{source}scale={r.width}:{r.height}:flags=area,setsar=1,format=yuv420p"
+            f"{split}{''.join(outs)}"
+        )
     graph.append(
-        f"[tiles]fps=1/{opts.segment_seconds}:round=down:eof_action=pass,scale={opts.tile_width}:-2,setsar=1,"
-        "format=yuvj420p[vtiles]"
+        f"[tiles]fps=1/{opts.segment_seconds}:round=down:eof_action=pass,"
+        f"scale={opts.tile_width}:-2:flags=area,format=yuvj420p[vtiles]"
     )
-    pw, ph = scaled_size(info.width, info.height, min(POSTER_SHORT_SIDE, renditions[0].short_side))
+    top = renditions[0]
+    pw, ph = scaled_size(top.width, top.height, min(POSTER_SHORT_SIDE, top.short_side))
     graph.append(
-        f"[poster]trim=start={poster_time(info.duration)},setpts=PTS-STARTPTS,"
-        f"scale={pw}:{ph},setsar=1,format=yuvj420p[vposter]"
+        f"[poster]trim=start={poster_time(info.duration)},setpts=PTS-STARTPTS,trim=end_frame=1,"
+        f"scale={pw}:{ph}:flags=area,format=yuvj420p[vposter]"
     )
     return ";".join(graph)
 
