@@ -26,7 +26,7 @@ def test_defaults_match_the_seed() -> None:
     assert settings.heartbeat_interval_seconds == 240
     assert settings.heartbeat_extension_seconds == 300
     assert settings.max_receive_count == 3
-    assert settings.profile == "jetson" and settings.ladder == (Rung(1080, 2000), Rung(540, 700))
+    assert settings.profile == "jetson" and settings.ladder == (Rung(720, 2000), Rung(360, 500))
     assert settings.x264_preset == "ultrafast"
     quality = load_transcoder_settings({**BASE, "TRANSCODE_PROFILE": "quality"})
     assert quality.ladder[-1] == Rung(360, 800) and quality.x264_preset == "medium"

@@ -51,11 +51,11 @@ def test_ladder_never_upscales_and_follows_the_short_side(size, expected) -> Non
 
 
 def test_source_between_rungs_keeps_its_own_size() -> None:
-    jetson = parse_ladder("1080:2000,540:700")
-    sizes = [(r.width, r.height, r.video_kbps) for r in choose_renditions(1280, 720, jetson)]
+    ladder = parse_ladder("1080:2000,540:700")
+    sizes = [(r.width, r.height, r.video_kbps) for r in choose_renditions(1280, 720, ladder)]
     assert sizes == [(1280, 720, 888), (960, 540, 700)]
-    assert [r.height for r in choose_renditions(3840, 2160, jetson)] == [1080, 540]
-    assert [r.height for r in choose_renditions(1024, 576, jetson)] == [540]  # within 15 %
+    assert [r.height for r in choose_renditions(3840, 2160, ladder)] == [1080, 540]
+    assert [r.height for r in choose_renditions(1024, 576, ladder)] == [540]  # within 15 %
 
 
 def test_visibility_follows_the_seeds_table() -> None:
