@@ -16,20 +16,23 @@ storyboard decode the live worker runs.
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streaming.ffmpeg_command import EncodeOptions, OutputLayout, transcode_command  # noqa: E402
-from streaming.ladder import choose_renditions  # noqa: E402
+from streaming.ladder import Rendition, choose_renditions  # noqa: E402
 from streaming.media_probe import probe  # noqa: E402
 from utils.config import PROFILES, parse_ladder  # noqa: E402
 
@@ -49,23 +52,26 @@ def live_storyboard_command(source: Path, out: Path, seconds: float) -> list[str
             str(out / "sprite_%03d.jpg")]  # fmt: skip
 
 
-def our_command(source: Path, out: Path, profile: str, seconds: float) -> tuple[list[str], str]:
+def our_command(source: Path, out: Path, variant: Variant, seconds: float) -> tuple[list[str], str]:
     info = probe("ffprobe", source)
-    chosen = PROFILES[profile]
-    renditions = choose_renditions(info.width, info.height, parse_ladder(chosen.ladder))
+    renditions = variant.renditions(source)
     layout = OutputLayout(out / "streaming")
     layout.thumbnails.mkdir(parents=True)
     layout.tiles.mkdir()
-    options = EncodeOptions(chosen.preset, chosen.crf, 128, 6, 320)
+    options = EncodeOptions(variant.preset, variant.crf, 128, 6, 320)
     command = transcode_command("ffmpeg", source, layout, info, renditions, options, None)
     command[command.index("-i") : command.index("-i")] = ["-t", str(seconds)]
     return command, renditions[0].name
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, all threads) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def video_kbps(playlist: Path) -> float:
@@ -78,12 +84,26 @@ def video_kbps(playlist: Path) -> float:
     return total / duration / 1000 - 128
 
 
-def ssim(playlist: Path, source: Path, seconds: float) -> float:
+def has_vmaf() -> bool:
+    filters = subprocess.run(["ffmpeg", "-hide_banner", "-filters"], capture_output=True,
+                             text=True).stdout  # fmt: skip
+    return " libvmaf " in filters
+
+
+def quality(playlist: Path, source: Path, seconds: float, vmaf: bool) -> tuple[float, float]:
+    """SSIM (and VMAF when this FFmpeg has it) of a rendition against the source,
+    the rendition scaled up to the source's size with bicubic as a player would."""
+    width, height = probe("ffprobe", source).width, probe("ffprobe", source).height
+    metric = "[a][b]ssim" + (";[c][d]libvmaf" if vmaf else "")
+    split_a, split_b = (",split[a][c]", ",split[b][d]") if vmaf else ("[a]", "[b]")
     result = subprocess.run(
         ["ffmpeg", "-nostdin", "-i", str(playlist), "-t", str(seconds), "-i", str(source),
-         "-lavfi", "[0:v]setpts=PTS-STARTPTS[a];[1:v]setpts=PTS-STARTPTS[b];[a][b]ssim",
-         "-f", "null", "-"], capture_output=True, text=True)  # fmt: skip
-    return float(re.search(r"All:([0-9.]+)", result.stderr).group(1))
+         "-lavfi", f"[0:v]setpts=PTS-STARTPTS,scale={width}:{height}:flags=bicubic{split_a};"
+         f"[1:v]setpts=PTS-STARTPTS{split_b};{metric}", "-f", "null", "-"],
+        capture_output=True, text=True)  # fmt: skip
+    ssim_value = float(re.search(r"All:([0-9.]+)", result.stderr).group(1))
+    found = re.search(r"VMAF score: ([0-9.]+)", result.stderr)
+    return ssim_value, float(found.group(1)) if found else float("nan")
 
 
 def main() -> int:
@@ -91,57 +111,86 @@ def main() -> int:
     parser.add_argument("source", type=Path)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--profiles", default="jetson,quality")
+    parser.add_argument(
+        "--variants",
+        default="jetson; jetson ladder=1080:2000,540:700 crf=23; quality",
+        help="profiles to run, separated by ';', each optionally with ladder=, crf=, preset=",
+    )
     options = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-
-        def measure(name: str, make: object) -> list[float]:
-            times = []
-            for run in range(options.runs):
-                out = base / f"{name}-{run}"
-                out.mkdir()
-                times.append(make(out))  # type: ignore[operator]
-                if run < options.runs - 1:
-                    shutil.rmtree(out)
-            return times
-
-        live = measure(
-            "live", lambda out: timed(live_command(options.source, out, options.seconds))
+    variants = {v.strip(): Variant.parse(v) for v in options.variants.split(";")}
+    vmaf = has_vmaf()
+    base = Path(tempfile.mkdtemp(prefix="encode-profiles-"))
+    try:
+        times: dict[str, list[tuple[float, float]]] = {"live": [], "live-sb": []}
+        tops: dict[str, Path] = {}
+        for run in range(options.runs):  # interleaved, so drift hits every command alike
+            out = base / f"live-{run}"
+            out.mkdir()
+            times["live"].append(timed(live_command(options.source, out, options.seconds)))
+            times["live-sb"].append(timed(live_storyboard_command(options.source, out,
+                                                                  options.seconds)))  # fmt: skip
+            tops["live"] = out / "live.m3u8"
+            for number, (name, variant) in enumerate(variants.items()):
+                out = base / f"ours{number}-{run}"
+                command, top = our_command(options.source, out, variant, options.seconds)
+                times.setdefault(name, []).append(timed(command))
+                tops[name] = out / "streaming" / f"{top}.m3u8"
+        rows = []
+        for name in ["live", *variants]:
+            kbps = video_kbps(tops[name])
+            rows.append((name, times[name], kbps, *quality(tops[name], options.source,
+                                                          options.seconds, vmaf)))  # fmt: skip
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    live_wall = statistics.median(t for t, _ in times["live"])
+    print(f"input: {options.source.name}, first {options.seconds:.0f} s, {options.runs} runs "
+          "each, interleaved; software decode")  # fmt: skip
+    print(f"{'command':<44} {'renditions':<14} {'wall s':>7} {'spread':>7} {'CPU s':>6} "
+          f"{'speed vs live':>14} {'top kbps':>9} {'top SSIM':>9} {'VMAF':>6}")  # fmt: skip
+    for name, runs, kbps, ssim_value, vmaf_value in rows:
+        wall = statistics.median(t for t, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        spread = max(t for t, _ in runs) - min(t for t, _ in runs)
+        label = "live (ultrafast/zerolatency)" if name == "live" else name
+        sizes = (
+            "1080p"
+            if name == "live"
+            else "+".join(r.name for r in variants[name].renditions(options.source))
         )
-        live_out = base / f"live-{options.runs - 1}" / "live.m3u8"
-        live_sb = measure("live-sb", lambda out: timed(
-            live_storyboard_command(options.source, out, options.seconds)))  # fmt: skip
-        rows.append(("live (1080p, ultrafast/zerolatency)", live, video_kbps(live_out),
-                     ssim(live_out, options.source, options.seconds), None))  # fmt: skip
-        for profile in options.profiles.split(","):
-            top = {}
-
-            def ours(out: Path, profile: str = profile, top: dict = top) -> float:
-                command, top["name"] = our_command(options.source, out, profile, options.seconds)
-                return timed(command)
-
-            times = measure(profile, ours)
-            playlist = base / f"{profile}-{options.runs - 1}" / "streaming" / f"{top['name']}.m3u8"
-            rows.append((f"{profile} (all renditions + storyboard)", times, video_kbps(playlist),
-                         ssim(playlist, options.source, options.seconds), profile))  # fmt: skip
-    live_median = statistics.median(live)
-    print(f"input: {options.source.name}, first {options.seconds:.0f} s, {options.runs} runs")
-    print(f"{'command':<40} {'median s':>9} {'spread':>8} {'speed vs live':>14} "
-          f"{'top kbps':>9} {'top SSIM':>9}")  # fmt: skip
-    for name, times, kbps, quality, _ in rows:
-        median = statistics.median(times)
-        spread = max(times) - min(times)
-        print(f"{name:<40} {median:>9.1f} {spread:>8.1f} {live_median / median:>13.2f}x "
-              f"{kbps:>9.0f} {quality:>9.4f}")  # fmt: skip
-    two_pass = live_median + statistics.median(live_sb)
-    for name, times, *_ in rows[1:]:
+        print(f"{label:<44} {sizes:<14} {wall:>7.1f} {spread:>7.1f} {cpu:>6.1f} "
+              f"{live_wall / wall:>13.2f}x {kbps:>9.0f} {ssim_value:>9.4f} "
+              f"{'n/a' if math.isnan(vmaf_value) else f'{vmaf_value:.1f}':>6}")  # fmt: skip
+    two_pass = live_wall + statistics.median(t for t, _ in times["live-sb"])
+    for name in variants:
         print(
-            f"one pass ({name.split()[0]}) / live two passes (transcode + storyboard): "
-            f"{statistics.median(times) / two_pass:.2f}"
+            f"one pass ({name}) / live two passes (transcode + storyboard): "
+            f"{statistics.median(t for t, _ in times[name]) / two_pass:.2f}"
         )
     return 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A profile, optionally with its ladder, CRF or preset changed."""
+
+    profile: str
+    ladder: str
+    crf: int
+    preset: str
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """`jetson` or `jetson ladder=1080:2000,540:700 crf=23`."""
+        profile, *overrides = text.split()
+        chosen = PROFILES[profile]
+        values = dict(item.split("=", 1) for item in overrides)
+        ladder = values.get("ladder", chosen.ladder)
+        crf = int(values.get("crf", chosen.crf))
+        return cls(profile, ladder, crf, values.get("preset", chosen.preset))
+
+    def renditions(self, source: Path) -> list[Rendition]:
+        info = probe("ffprobe", source)
+        return choose_renditions(info.width, info.height, parse_ladder(self.ladder))
 
 
 if __name__ == "__main__":

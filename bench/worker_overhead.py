@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A whole job through the worker against the bare FFmpeg run it makes.
 
-Worker: `stream_worker_sqs.py --once` against the local stack (SQS receive,
-download, transcode, upload, DB writes, delete; moto and PostgreSQL on
-loopback), wall time of the process. Bare: the identical FFmpeg command line
-(taken from the worker's own `transcode_ffmpeg_started` event) on a local
-copy of the file. Median of N runs each, in the same invocation.
+Worker: the daemon (`stream_worker_sqs.py`, started once and idle in its long
+poll, as on the Jetson) against the local stack, moto and PostgreSQL on
+loopback; a job's time runs from `SendMessage` until its message is gone from
+the queue (receive, claim, download, probe, transcode, storyboard, upload, DB
+writes, delete). Bare: the identical FFmpeg command line (from the worker's
+own `transcode_ffmpeg_started` event) on a local copy of the file. Runs are
+interleaved (worker, bare, worker, ...); medians of N each, and the worker's
+own stage times, so the overhead can be read stage by stage.
 
     .venv/bin/python bench/worker_overhead.py bench/out/match60.mp4 [--runs 3]
 """
@@ -14,14 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,7 +39,39 @@ from tests.stack import LocalStack, insert_upload  # noqa: E402
 BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 
 
-def worker_run(stack: LocalStack, queue_url: str, clip: Path, work: Path) -> tuple[float, list]:
+class Daemon:
+    """The worker as systemd runs it, its JSON log lines read as they come."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "streaming" / "stream_worker_sqs.py")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for("worker_started", timeout=60)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.events.put(json.loads(line))
+
+    def wait_for(self, suffix: str, timeout: float) -> list[dict[str, Any]]:
+        """Every event up to and including the first whose type ends with `suffix`."""
+        seen, deadline = [], time.monotonic() + timeout
+        while True:
+            event = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
+            seen.append(event)
+            if event["event_type"].endswith(suffix):
+                return seen
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) -> dict[str, Any]:
     s3, sqs = stack.clients()
     org, media, job = (str(uuid.uuid4()) for _ in range(3))
     key = f"orgs/{org}/uploads/{media}/raw/{clip.name}"
@@ -39,17 +79,22 @@ def worker_run(stack: LocalStack, queue_url: str, clip: Path, work: Path) -> tup
     insert_upload(stack.postgres.dsn, org_id=org, media_id=media, job_id=job, key=key,
                   bucket=BUCKET, size=clip.stat().st_size, file_name=clip.name)  # fmt: skip
     body = {"job_id": job, "media_id": media, "org_id": org}
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin",
-           **stack.env(SQS_QUEUE_URL=queue_url, TRANSCODE_WORK_DIR=str(work))}  # fmt: skip
     started = time.perf_counter()
-    worker = [sys.executable, str(ROOT / "streaming" / "stream_worker_sqs.py"), "--once"]
-    run = subprocess.run(worker, env=env, capture_output=True, text=True, check=True)
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    events = daemon.wait_for("job_settled", timeout=3600)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while any(
+        int(v) for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)[
+            "Attributes"].values()
+    ):  # fmt: skip
+        time.sleep(0.005)
     seconds = time.perf_counter() - started
-    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    assert any(e["event_type"] == "transcode_job_succeeded" for e in events), run.stdout[-2000:]
-    command = next(e["command"] for e in events if e["event_type"] == "transcode_ffmpeg_started")
-    return seconds, command
+    assert events[-1]["outcome"] == "succeeded", events[-1]
+    stages = {
+        e["stage"]: e["seconds"] for e in events if e["event_type"].endswith("stage_finished")
+    }
+    command = next(e["command"] for e in events if e["event_type"].endswith("ffmpeg_started"))
+    return {"seconds": seconds, "stages": stages, "command": command}
 
 
 def bare_run(command: list[str], clip: Path, base: Path) -> float:
@@ -71,26 +116,35 @@ def main() -> int:
     parser.add_argument("clip", type=Path)
     parser.add_argument("--runs", type=int, default=3)
     options = parser.parse_args()
+    jobs, bare_times = [], []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         stack = LocalStack(base / "stack").start()
         try:
             queue_url, _ = stack.create_bucket_and_queue(BUCKET, QUEUE)
-            worker_times, bare_times = [], []
-            for _ in range(options.runs):
-                seconds, command = worker_run(stack, queue_url, options.clip, base / "work")
-                worker_times.append(seconds)
-                bare_times.append(bare_run(command, options.clip, base))
+            work = str(base / "work")
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   **stack.env(SQS_QUEUE_URL=queue_url, TRANSCODE_WORK_DIR=work)}  # fmt: skip
+            daemon = Daemon(env)
+            try:
+                for _ in range(options.runs):
+                    jobs.append(worker_job(stack, queue_url, daemon, options.clip))
+                    bare_times.append(bare_run(jobs[-1]["command"], options.clip, base))
+            finally:
+                daemon.stop()
         finally:
             stack.close()
+    worker_times = [j["seconds"] for j in jobs]
     worker, bare = statistics.median(worker_times), statistics.median(bare_times)
-    print(f"input: {options.clip.name}, {options.runs} runs each")
-    print(f"{'run':<34} {'median s':>9} {'spread':>8}")
-    print(f"{'whole job through the worker':<34} {worker:>9.1f} "
-          f"{max(worker_times) - min(worker_times):>8.1f}")  # fmt: skip
-    print(f"{'bare FFmpeg, same arguments':<34} {bare:>9.1f} "
-          f"{max(bare_times) - min(bare_times):>8.1f}")  # fmt: skip
+    print(f"input: {options.clip.name}, {options.runs} runs each, interleaved")
+    print(f"{'run':<44} {'median s':>9} {'spread':>8}")
+    for name, times in (("whole job through the worker (send→deleted)", worker_times),
+                        ("bare FFmpeg, same arguments, local file", bare_times)):  # fmt: skip
+        print(f"{name:<44} {statistics.median(times):>9.2f} {max(times) - min(times):>8.2f}")
     print(f"overhead ratio (worker / bare): {worker / bare:.3f}")
+    print("worker stages (median s):", ", ".join(
+        f"{stage} {statistics.median(j['stages'].get(stage, 0.0) for j in jobs):.2f}"
+        for stage in jobs[0]["stages"]))  # fmt: skip
     return 0
 
 
