@@ -132,7 +132,7 @@ def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOpti
 
 def transcode_command(
     ffmpeg: str,
-    source: Path,
+    source: Path | str,
     layout: OutputLayout,
     info: MediaInfo,
     renditions: list[Rendition],

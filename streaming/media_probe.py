@@ -10,6 +10,7 @@ followed.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,12 +28,23 @@ MAX_DURATION_SECONDS = 6 * 3600
 MAX_PIXELS = 8192 * 4352
 
 
-def input_guard(path: Path) -> list[str]:
-    """Input options + input for an untrusted file: no protocol, no playlist."""
+FEED_URL = re.compile(r"http://127\.0\.0\.1:[0-9]{1,5}/[A-Za-z0-9_-]{16,64}")
+
+
+def input_guard(source: Path | str) -> list[str]:
+    """Input options + input for an untrusted upload: a local file, or the
+    job's own loopback feed (streaming/input_feed.py) and no other URL; only
+    video demuxers, so no playlist can open anything else."""
+    if isinstance(source, str):
+        if not FEED_URL.fullmatch(source):
+            raise ValueError("only the job's loopback feed is read over HTTP")
+        protocols, url = "http,tcp", source
+    else:
+        protocols, url = "file", f"file:{source}"
     return [
-        "-protocol_whitelist", "file",
+        "-protocol_whitelist", protocols,
         "-format_whitelist", VIDEO_DEMUXERS,
-        "-i", f"file:{path}",
+        "-i", url,
     ]  # fmt: skip
 
 
@@ -149,7 +161,7 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
     )
 
 
-def probe(ffprobe: str, path: Path, timeout: float = 120) -> MediaInfo:
+def probe(ffprobe: str, path: Path | str, timeout: float = 120) -> MediaInfo:
     command = [
         ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", *input_guard(path),
@@ -160,7 +172,7 @@ def probe(ffprobe: str, path: Path, timeout: float = 120) -> MediaInfo:
         raise JobError("INPUT_UNSUPPORTED", f"ffprobe did not finish in {timeout:.0f}s") from None
     if result.returncode != 0:
         reason = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        message = reason[0].replace(f"file:{path}", "input")
+        message = reason[0].replace(input_guard(path)[-1], "input")
         raise JobError("INPUT_UNSUPPORTED", f"not a readable video: {message[:300]}")
     try:
         data = json.loads(result.stdout or "{}")

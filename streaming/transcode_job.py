@@ -25,6 +25,7 @@ from streaming.ffmpeg_command import (
 )
 from streaming.ffmpeg_runner import RunResult, run_ffmpeg
 from streaming.hls_output import Storyboard, VariantStats, master_playlist, measure_variant
+from streaming.input_feed import InputFeed
 from streaming.job_claim import Lease, claim
 from streaming.ladder import Rendition, choose_renditions
 from streaming.media_probe import MediaInfo, probe, probe_output
@@ -105,6 +106,7 @@ class ClaimedJob:
         self.output_bytes = 0
         self.stage = "starting"
         self.uploader: OutputUploader | None = None
+        self.feed: InputFeed | None = None
         self._lock: TextIO | None = None
 
     # --- the state decided in one place ---------------------------------------
@@ -142,6 +144,8 @@ class ClaimedJob:
             self.log.event("worker_exception", "warning", traceback=traceback.format_exc()[-3000:])
             return self._outcome(Kind.RETRY, "WORKER_ERROR", f"{type(exc).__name__}: {exc}")
         finally:
+            if self.feed is not None:
+                self.feed.close()
             if self.uploader is not None:
                 self.uploader.close(cancel=True)
             if self.heartbeat is not None:
@@ -186,13 +190,17 @@ class ClaimedJob:
         )  # fmt: skip
         self._start_heartbeat(size)
         self._prepare_job_dir(size)
-        source = self.job_dir / "source"
-        self._timed("download", lambda: self._download(key, source, size))
-        info = probe(self.settings.ffprobe_bin, source)
+        self.feed = InputFeed(self.job_dir / "source", size)
+        self._timed("download", lambda: self._start_download(key, size))
+        info = self._probe(self.feed)
         self.log.event("input_probed", **info.__dict__)
         renditions = choose_renditions(info.width, info.height, self.settings.ladder)
-        decoder = self._timed("transcode", lambda: self._transcode(source, info, renditions))
-        source.unlink(missing_ok=True)  # free the disk before the upload
+        decoder = self._timed("transcode", lambda: self._transcode(self.feed, info, renditions))
+        if self.feed.seconds is not None:  # (the transcode ran while it came down)
+            self.timings["download_total"] = self.feed.seconds
+            self.log.event("input_downloaded", seconds=self.feed.seconds, input_bytes=size)
+        self.feed.close()
+        self.feed.path.unlink(missing_ok=True)  # free the disk before the upload
         storyboard = self._timed("storyboard", lambda: self._storyboard(info))
         variants = self._write_master(renditions, info)
         self._set_asset({"processing_stage": "transcoded"})
@@ -288,25 +296,27 @@ class ClaimedJob:
             self._lock.close()
             self._lock = None
 
-    def _download(self, key: str, dest: Path, size: int) -> None:
-        done = [0]
-
-        def on_bytes(count: int) -> None:
-            done[0] += count
+    def _start_download(self, key: str, size: int) -> None:
+        """Start the download and wait only until FFmpeg can start reading:
+        the rest comes down while it encodes (streaming/input_feed.py)."""
+        self.feed.start(self.s.storage, self.bucket, key)
 
         def check() -> None:
-            self.lease.fraction = DOWNLOAD_SHARE * min(1.0, done[0] / max(size, 1))
+            landed = self.feed.landed_bytes()
+            self.lease.fraction = DOWNLOAD_SHARE * min(1.0, landed / max(size, 1))
             self.check()
 
+        self.feed.wait_for_start(check)
+
+    def _probe(self, feed: InputFeed) -> MediaInfo:
         try:
-            self.s.storage.download(self.bucket, key, dest, check=check, on_bytes=on_bytes)
-        except ObjectMissing:
-            raise JobError(
-                "INPUT_NOT_FOUND", f"the upload disappeared from storage: {key}"
-            ) from None
+            return probe(self.settings.ffprobe_bin, feed.url)
+        except JobError:  # judged again on the whole file: not on bytes still on their way
+            feed.wait_for_all(self.check)
+            return probe(self.settings.ffprobe_bin, feed.path)
 
     def _run_transcode(
-        self, source: Path, info: MediaInfo, renditions: list[Rendition], decoder: str | None
+        self, feed: InputFeed, info: MediaInfo, renditions: list[Rendition], decoder: str | None
     ) -> RunResult:
         opts = EncodeOptions(
             self.settings.x264_preset,
@@ -319,7 +329,7 @@ class ClaimedJob:
         if info.hdr and not opts.can_tonemap:
             self.log.event("hdr_not_tonemapped", "warning", transfer=info.color_transfer)
         command = transcode_command(
-            self.settings.ffmpeg_bin, source, self.layout, info, renditions, opts, decoder
+            self.settings.ffmpeg_bin, feed.url, self.layout, info, renditions, opts, decoder
         )
         self.log.event("ffmpeg_started", decoder=decoder or "software", command=command)
         self.ffmpeg_runs += 1
@@ -330,24 +340,31 @@ class ClaimedJob:
             share = min(1.0, seconds / info.duration)
             self.lease.fraction = max(self.lease.fraction, DOWNLOAD_SHARE + TRANSCODE_SHARE * share)
 
-        return run_ffmpeg(
+        result = run_ffmpeg(
             command,
             check=self.check,
             on_progress=on_progress,
             stall_seconds=self.settings.ffmpeg_stall_seconds,
         )
+        # A failed download cuts FFmpeg's reads short; that, not what FFmpeg
+        # made of it, is the job's error. A run that failed while bytes were
+        # still on their way is judged once the download has ended.
+        feed.raise_error()
+        if not result.ok:
+            feed.wait_for_all(self.check)
+        return result
 
-    def _transcode(self, source: Path, info: MediaInfo, renditions: list[Rendition]) -> str:
+    def _transcode(self, feed: InputFeed, info: MediaInfo, renditions: list[Rendition]) -> str:
         allow_hw = self.settings.hw_decode == "auto"
         decoder = pick_decoder(info, self.s.decoders, allow_hw)
-        result = self._run_transcode(source, info, renditions, decoder)
+        result = self._run_transcode(feed, info, renditions, decoder)
         if not result.ok and decoder is not None:
             self.log.event(
                 "hw_decode_failed", "warning", decoder=decoder, stderr=result.stderr_tail
             )
             self._reset_outputs()
             decoder = None
-            result = self._run_transcode(source, info, renditions, decoder)
+            result = self._run_transcode(feed, info, renditions, decoder)
         if not result.ok:
             self._raise_for(result)
         self.log.event("ffmpeg_finished", seconds=round(result.seconds, 2))

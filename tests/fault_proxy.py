@@ -22,7 +22,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 
 @dataclass
 class Rule:
-    action: str  # "status", "drop", "delay", "cut"
+    action: str  # "status", "drop", "delay", "cut", "throttle"
     count: int
     method: str | None = None
     path_contains: str | None = None
@@ -30,6 +30,7 @@ class Rule:
     status: int = 503
     seconds: float = 0.0
     keep_bytes: int = 0
+    bytes_per_second: float = 0.0  # pace the answer's body ("throttle", or "cut" too)
     hits: int = 0
 
     def matches(self, method: str, path: str, headers: str) -> bool:
@@ -134,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
-        if rule is not None and rule.action == "delay":
+        if rule is not None and rule.action in ("delay", "throttle"):
             time.sleep(rule.seconds)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or self.command in ("PUT", "POST"):
@@ -159,11 +160,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if rule is not None and rule.action == "cut":
-            self.wfile.write(data[: rule.keep_bytes])
-            self.wfile.flush()
+        cut = rule is not None and rule.action == "cut"
+        self._send(data[: rule.keep_bytes] if cut else data, rule.bytes_per_second if rule else 0)
+        if cut:
             self._drop()
+
+    def _send(self, data: bytes, bytes_per_second: float) -> None:
+        if not bytes_per_second:
+            self.wfile.write(data)
             return
-        self.wfile.write(data)
+        step = 64 * 1024
+        started = time.monotonic()
+        try:
+            for offset in range(0, len(data), step):
+                self.wfile.write(data[offset : offset + step])
+                self.wfile.flush()
+                ahead = (offset + step) / bytes_per_second - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except OSError:  # the client went away (it may, once it has what it needs)
+            self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.clips import tone, video_source
 from tests.conftest import WORKER, World, _require
 from tests.fault_proxy import FaultProxy
+from tests.hls_checks import check_stream
 from tests.test_transcode_failures import by_type
 from tests.test_transcode_stop import start_worker, wait_for_event
 
@@ -105,6 +107,53 @@ def test_storage_down_mid_upload_hands_the_job_back(world: World, media, s3_prox
     log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
 
     assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+
+
+def noisy_clip(media) -> Path:
+    """~5 MB, so a throttled download takes seconds (noise defeats compression)."""
+    return media.made(
+        "noisy_640x360_8s.mp4", *video_source("640x360", "30", 8), *tone(8),
+        "-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast",
+        "-crf", "26", "-c:a", "aac",
+    )  # fmt: skip
+
+
+def test_transcode_starts_while_the_upload_is_still_downloading(
+    world: World, media, s3_proxy, tmp_path: Path
+) -> None:
+    """A slow line (the file takes ~4 s to come down): FFmpeg starts on the
+    first bytes and the stream still comes out whole."""
+    clip = noisy_clip(media)
+    upload = world.upload(clip)
+    rate = clip.stat().st_size / 4  # the whole file takes ~4 s to come down
+    s3_proxy.add("throttle", count=100, method="GET", path_contains="/raw/", bytes_per_second=rate)
+
+    world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    job = world.job(upload.job_id)
+    assert job["state"] == "succeeded"
+    timings = job["result"]["timings"]  # FFmpeg waited for the first bytes, not for all
+    assert timings["download"] < 0.5 * timings["download_total"]
+    assert timings["download_total"] >= 3
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
+    report = check_stream(local, clip, audio=True)
+    assert report.variants and all(v["segments"] >= 2 for v in report.variants)
+
+
+def test_download_failing_mid_transcode_is_a_storage_error(world: World, media, s3_proxy) -> None:
+    """FFmpeg, already encoding, has its input cut off: the job is handed back
+    as STORAGE_UNAVAILABLE, not failed as a broken or truncated upload."""
+    clip = noisy_clip(media)
+    upload = world.upload(clip)
+    size = clip.stat().st_size
+    s3_proxy.add("cut", count=1000, method="GET", path_contains="/raw/",
+                 keep_bytes=int(size * 0.6), bytes_per_second=size / 3)  # fmt: skip
+
+    log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
+
+    assert by_type(log, "ffmpeg_started")
+    assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+    assert not by_type(log, "job_failed")
 
 
 # --- Supabase -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from streaming.media_probe import FEED_URL
 from tests.conftest import BUCKET, World
 from tests.test_transcode_failures import by_type
 
@@ -66,7 +67,8 @@ def test_names_never_reach_a_shell_or_ffmpegs_parser(world: World, media, file_n
     assert world.job(upload.job_id)["state"] == "succeeded"
     command = by_type(log, "ffmpeg_started")[0]["command"]
     inputs = [command[i + 1] for i, arg in enumerate(command) if arg == "-i"]
-    assert len(inputs) == 1 and inputs[0].startswith("file:") and inputs[0].endswith("/source")
+    assert len(inputs) == 1 and FEED_URL.fullmatch(inputs[0])  # the job's own loopback feed
+    assert command[command.index("-protocol_whitelist") + 1] == "http,tcp"
     assert not any(file_name in arg for arg in command)
 
 

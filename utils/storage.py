@@ -64,6 +64,16 @@ class _Progress(BaseSubscriber):
             self.on_bytes(bytes_transferred)
 
 
+class _KnownSize(BaseSubscriber):
+    """Tells s3transfer the size we already know (saves its HeadObject)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def on_queued(self, future: object, **kwargs: object) -> None:
+        future.meta.provide_transfer_size(self.size)  # type: ignore[attr-defined]
+
+
 def _is_missing(exc: ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -99,9 +109,13 @@ class TransferBatch:
     def __exit__(self, kind: object, *rest: object) -> None:
         self.close(cancel=kind is not None)
 
-    def download(self, bucket: str, key: str, dest: Path) -> None:
+    def download_into(self, bucket: str, key: str, target: object, size: int) -> None:
+        """Download into a seekable file object: s3transfer seeks to each
+        part's offset and writes its chunks as they arrive."""
         self.futures.append(
-            self.manager.download(bucket, key, str(dest), subscribers=self.subscribers)
+            self.manager.download(
+                bucket, key, target, subscribers=[*self.subscribers, _KnownSize(size)]
+            )
         )
 
     def upload(self, bucket: str, item: Upload) -> None:
@@ -190,19 +204,16 @@ class Storage:
         """Concurrent transfers that run while the caller does other work."""
         return TransferBatch(self, what, on_bytes)
 
-    def download(
-        self,
-        bucket: str,
-        key: str,
-        dest: Path,
-        *,
-        check: Check = lambda: None,
-        on_bytes: Callable[[int], None] | None = None,
-    ) -> None:
-        """Download one object to `dest`, in concurrent ranged parts when big."""
-        with self.batch(f"download s3://{bucket}/{key}", on_bytes) as batch:
-            batch.download(bucket, key, dest)
-            batch.wait(check)
+    def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of an object in one GET, or None if that fails
+        (for a head start only: the caller's full download brings them too)."""
+        try:
+            span = f"bytes={start}-{end - 1}"
+            answer = self.client.get_object(Bucket=bucket, Key=key, Range=span)
+            data = answer["Body"].read()
+        except _TRANSFER_ERRORS:
+            return None
+        return data if len(data) == end - start else None
 
     def upload(
         self,

@@ -1,0 +1,64 @@
+"""The upload's loopback feed (streaming/input_feed.py): FFmpeg reads the
+upload while it downloads, and reads nothing else."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streaming.input_feed import InputFeed, _Landed
+from streaming.media_probe import input_guard
+from tests.conftest import World
+from utils.storage import Storage
+
+
+def test_landed_ranges_merge_and_answer_what_is_readable() -> None:
+    landed = _Landed()
+    landed.add(100, 200)
+    landed.add(300, 400)
+    assert landed.run_from(150) == 50 and landed.run_from(250) == 0
+    landed.add(200, 300)  # fills the gap: one run
+    assert (landed.starts, landed.ends) == ([100], [400])
+    landed.add(0, 50)
+    landed.add(40, 120)  # overlaps two edges
+    assert (landed.starts, landed.ends) == ([0], [400]) and landed.total() == 400
+
+
+def test_feed_serves_only_the_upload_and_honours_ranges(world: World, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB: the tail and the rest come separately
+    key = "orgs/o/uploads/m/raw/clip.mp4"
+    world.s3.put_object(Bucket="rugbycodex-media", Key=key, Body=data)
+    storage = Storage(world.env["WASABI_ENDPOINT"], "us-east-1", "k", "s")
+    feed = InputFeed(tmp_path / "source", len(data))
+    try:
+        feed.start(storage, "rugbycodex-media", key)
+        request = urllib.request.Request(feed.url, headers={"Range": "bytes=1000-1999"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 206 and answer.read() == data[1000:2000]
+        with urllib.request.urlopen(feed.url, timeout=30) as answer:
+            assert answer.read() == data
+        feed.wait_for_all(lambda: None)
+        assert feed.complete and (tmp_path / "source").read_bytes() == data
+        other = feed.url.rsplit("/", 1)[0] + "/etc-passwd"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(other, timeout=30)
+        assert refused.value.code == 404
+        beyond = urllib.request.Request(feed.url, headers={"Range": f"bytes={len(data)}-"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(beyond, timeout=30)
+        assert refused.value.code == 416
+    finally:
+        feed.close()
+    assert feed.url.startswith("http://127.0.0.1:")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(feed.url, timeout=5)  # gone with the job
+
+
+def test_ffmpeg_is_never_pointed_at_another_url() -> None:
+    for url in ("http://example.com/a" * 2, "http://127.0.0.1:80/../x", "https://127.0.0.1:1/abc"):
+        with pytest.raises(ValueError):
+            input_guard(url)
+    assert input_guard(Path("/job/source"))[:2] == ["-protocol_whitelist", "file"]
