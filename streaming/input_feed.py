@@ -106,7 +106,9 @@ class InputFeed:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self, "/" + token))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{token}"
-        threading.Thread(target=self._server.serve_forever, name="input-feed", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="input-feed", daemon=True
+        ).start()  # (a short poll interval: close() waits for the loop to notice)
 
     # --- the download side ------------------------------------------------------------
 

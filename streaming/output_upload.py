@@ -24,6 +24,7 @@ CONTENT_TYPES = {
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CACHE_PLAYLIST = "public, max-age=86400"
 SHIP_EVERY_SECONDS = 2.0
+MASTER = "index.m3u8"  # uploaded last of all
 
 
 class OutputUploader:
@@ -52,14 +53,19 @@ class OutputUploader:
         content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         return Upload(path, self.prefix + relative, content_type, cache)
 
-    def ship_finished_segments(self) -> None:
+    def ship_finished_segments(self, *, ffmpeg_done: bool = False) -> None:
         """Start uploading segments FFmpeg has finished (at most every 2 s);
-        raise if an earlier upload already failed, to stop a doomed job early."""
+        raise if an earlier upload already failed, to stop a doomed job early.
+        Once FFmpeg is done, its variant playlists are final and go up too
+        (while the storyboard and the master playlist are being made)."""
         now = time.monotonic()
-        if now - self._last_scan < SHIP_EVERY_SECONDS:
+        if now - self._last_scan < SHIP_EVERY_SECONDS and not ffmpeg_done:
             return
         self._last_scan = now
-        for path in sorted(self.root.glob("*.ts")):
+        ready = sorted(self.root.glob("*.ts"))
+        if ffmpeg_done:
+            ready += sorted(p for p in self.root.glob("*.m3u8") if p.name != MASTER)
+        for path in ready:
             if path.name not in self.shipped:
                 self.shipped[path.name] = path.stat().st_size
                 self.batch.upload(self.bucket, self.item(path))
@@ -76,7 +82,7 @@ class OutputUploader:
     def finish(self, check: Check) -> list[str]:
         """Upload the rest, then the master playlist; returns every key written."""
         files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".tmp")
-        master = self.root / "index.m3u8"
+        master = self.root / MASTER
         self.batch.wait(check)  # what went up during the encode has landed
         for path in files:
             relative = path.relative_to(self.root).as_posix()

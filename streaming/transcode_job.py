@@ -107,6 +107,7 @@ class ClaimedJob:
         self.stage = "starting"
         self.uploader: OutputUploader | None = None
         self.feed: InputFeed | None = None
+        self.codecs: dict[str, list[dict[str, Any]]] = {}  # rendition -> first segment's streams
         self._lock: TextIO | None = None
 
     # --- the state decided in one place ---------------------------------------
@@ -201,6 +202,7 @@ class ClaimedJob:
             self.log.event("input_downloaded", seconds=self.feed.seconds, input_bytes=size)
         self.feed.close()
         self.feed.path.unlink(missing_ok=True)  # free the disk before the upload
+        self.uploader.ship_finished_segments(ffmpeg_done=True)
         storyboard = self._timed("storyboard", lambda: self._storyboard(info))
         variants = self._write_master(renditions, info)
         self._set_asset({"processing_stage": "transcoded"})
@@ -337,6 +339,7 @@ class ClaimedJob:
         def on_progress(seconds: float) -> None:
             if self.uploader is not None:
                 self.uploader.ship_finished_segments()
+            self._read_codecs(renditions)
             share = min(1.0, seconds / info.duration)
             self.lease.fraction = max(self.lease.fraction, DOWNLOAD_SHARE + TRANSCODE_SHARE * share)
 
@@ -385,6 +388,7 @@ class ClaimedJob:
         )
 
     def _reset_outputs(self) -> None:
+        self.codecs.clear()
         if self.uploader is not None:
             self.uploader.reset()
         for folder in (self.layout.root, self.layout.tiles):
@@ -420,6 +424,17 @@ class ClaimedJob:
             shutil.copyfile(tiles[0], self.layout.poster)
         return board
 
+    def _read_codecs(self, renditions: list[Rendition]) -> dict[str, list[dict[str, Any]]]:
+        """The streams of each rendition's first segment (for CODECS), read
+        once it is finished (FFmpeg renames it into place then), so during the
+        encode rather than after it."""
+        for r in renditions:
+            first = self.layout.root / f"{r.name}_00000.ts"
+            if r.name not in self.codecs and first.is_file():
+                found = probe_output(self.settings.ffprobe_bin, first).get("streams", [])
+                self.codecs[r.name] = found
+        return self.codecs
+
     def _write_master(self, renditions: list[Rendition], info: MediaInfo) -> list[VariantStats]:
         variants = []
         for r in renditions:
@@ -427,7 +442,7 @@ class ClaimedJob:
             first = self.layout.root / f"{r.name}_00000.ts"
             if not playlist.is_file() or not first.is_file():
                 raise JobError("FFMPEG_FAILED", f"FFmpeg wrote no {r.name} rendition")
-            streams = probe_output(self.settings.ffprobe_bin, first).get("streams", [])
+            streams = self._read_codecs([r]).get(r.name) or []
             variant = measure_variant(r, playlist, streams)
             # FFmpeg ends without an error at the first unreadable byte of a cut
             # file; a stream that stops long before the stated end is not a success.

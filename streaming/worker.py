@@ -65,7 +65,8 @@ def poll(services: Services, log: EventLog) -> Message | None:
     thread.start()
     while thread.is_alive():
         services.notifier.watchdog()
-        if services.stop.wait(0.25):
+        thread.join(0.25)  # returns the moment a message (or nothing) comes back
+        if services.stop.is_set():
             thread.join(STOP_GRACE_SECONDS)
             break
     if "error" in box:

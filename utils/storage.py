@@ -64,6 +64,16 @@ class _Progress(BaseSubscriber):
             self.on_bytes(bytes_transferred)
 
 
+class _Finished(BaseSubscriber):
+    """Wakes the batch's waiter the moment any transfer ends (no polling lag)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def on_done(self, future: object, **kwargs: object) -> None:
+        self.event.set()
+
+
 class _KnownSize(BaseSubscriber):
     """Tells s3transfer the size we already know (saves its HeadObject)."""
 
@@ -100,7 +110,8 @@ class TransferBatch:
         self.manager = TransferManager(storage.client, storage.transfer_config)
         self.what = what
         self.poll_seconds = storage.poll_seconds
-        self.subscribers = [_Progress(on_bytes)]
+        self.finished = threading.Event()
+        self.subscribers = [_Progress(on_bytes), _Finished(self.finished)]
         self.futures: list = []
 
     def __enter__(self) -> TransferBatch:
@@ -138,11 +149,13 @@ class TransferBatch:
     def wait(self, check: Check = lambda: None) -> None:
         """Wait for every transfer, calling `check()` between waits; whatever
         it raises cancels the rest and propagates (how a job stops mid-transfer)."""
-        waiter = threading.Event()
-        while not all(f.done() for f in self.futures):
+        while True:
+            self.finished.clear()  # (set again by any transfer that ends from here on)
+            if all(f.done() for f in self.futures):
+                break
             check()
             self.raise_failures()
-            waiter.wait(self.poll_seconds)
+            self.finished.wait(self.poll_seconds)
         self.raise_failures()
 
     def close(self, cancel: bool = False) -> None:
