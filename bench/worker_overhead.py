@@ -6,7 +6,8 @@ poll, as on the Jetson) against the local stack, moto and PostgreSQL on
 loopback; a job's time runs from `SendMessage` until its message is gone from
 the queue (receive, claim, download, probe, transcode, storyboard, upload, DB
 writes, delete). Bare: the identical FFmpeg command line (from the worker's
-own `transcode_ffmpeg_started` event) on a local copy of the file. Runs are
+own `transcode_ffmpeg_started` event) on a local copy of the file (`file:`
+instead of the worker's loopback input feed). Runs are
 interleaved (worker, bare, worker, ...); medians of N each, and the worker's
 own stage times, so the overhead can be read stage by stage.
 
@@ -98,14 +99,17 @@ def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) ->
 
 
 def bare_run(command: list[str], clip: Path, base: Path) -> float:
-    """The worker's FFmpeg command with its job folder moved to `base`."""
-    job_dir = Path(next(a for a in command if a.startswith("file:"))[5:]).parent
+    """The worker's FFmpeg command with its job folder moved to `base`, reading
+    a local copy of the file instead of the worker's input feed."""
+    job_dir = Path(command[command.index("-hls_segment_filename") + 1]).parent.parent
     fresh = base / "job"
     shutil.rmtree(fresh, ignore_errors=True)
     (fresh / "out" / "thumbnails").mkdir(parents=True)
     (fresh / "tiles").mkdir()
     shutil.copyfile(clip, fresh / "source")
     args = [a.replace(str(job_dir), str(fresh)) for a in command]
+    args[args.index("-i") + 1] = f"file:{fresh / 'source'}"
+    args[args.index("-protocol_whitelist") + 1] = "file"
     started = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
