@@ -119,12 +119,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clip", type=Path)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--stack-nice", type=int, default=19,
-        help="niceness of the moto server, which stands in for SQS and Wasabi on "
-        "the same two cores (its ranged GETs copy the whole object each); 0 to "
-        "let it compete with FFmpeg",
-    )  # fmt: skip
     options = parser.parse_args()
     jobs, bare_times = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,8 +126,6 @@ def main() -> int:
         stack = LocalStack(base / "stack").start()
         try:
             queue_url, _ = stack.create_bucket_and_queue(BUCKET, QUEUE)
-            assert stack.moto.proc is not None
-            os.setpriority(os.PRIO_PROCESS, stack.moto.proc.pid, options.stack_nice)
             work = str(base / "work")
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                    **stack.env(SQS_QUEUE_URL=queue_url, TRANSCODE_WORK_DIR=work)}  # fmt: skip
@@ -148,8 +140,7 @@ def main() -> int:
             stack.close()
     worker_times = [j["seconds"] for j in jobs]
     worker, bare = statistics.median(worker_times), statistics.median(bare_times)
-    print(f"input: {options.clip.name}, {options.runs} runs each, interleaved; "
-          f"moto at nice {options.stack_nice}")  # fmt: skip
+    print(f"input: {options.clip.name}, {options.runs} runs each, interleaved")
     print(f"{'run':<44} {'median s':>9} {'spread':>8}")
     for name, times in (("whole job through the worker (send→deleted)", worker_times),
                         ("bare FFmpeg, same arguments, local file", bare_times)):  # fmt: skip
