@@ -145,7 +145,7 @@ def main() -> int:
     live_wall = statistics.median(t for t, _ in times["live"])
     print(f"input: {options.source.name}, first {options.seconds:.0f} s, {options.runs} runs "
           "each, interleaved; software decode")  # fmt: skip
-    print(f"{'command':<44} {'renditions':<14} {'wall s':>7} {'spread':>7} {'CPU s':>6} "
+    print(f"{'command':<44} {'renditions':<22} {'wall s':>7} {'spread':>7} {'CPU s':>6} "
           f"{'speed vs live':>14} {'top kbps':>9} {'top SSIM':>9} {'VMAF':>6}")  # fmt: skip
     for name, runs, kbps, ssim_value, vmaf_value in rows:
         wall = statistics.median(t for t, _ in runs)
@@ -157,7 +157,7 @@ def main() -> int:
             if name == "live"
             else "+".join(r.name for r in variants[name].renditions(options.source))
         )
-        print(f"{label:<44} {sizes:<14} {wall:>7.1f} {spread:>7.1f} {cpu:>6.1f} "
+        print(f"{label:<44} {sizes:<22} {wall:>7.1f} {spread:>7.1f} {cpu:>6.1f} "
               f"{live_wall / wall:>13.2f}x {kbps:>9.0f} {ssim_value:>9.4f} "
               f"{'n/a' if math.isnan(vmaf_value) else f'{vmaf_value:.1f}':>6}")  # fmt: skip
     two_pass = live_wall + statistics.median(t for t, _ in times["live-sb"])
