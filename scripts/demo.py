@@ -28,7 +28,7 @@ BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 
 
 def make_clip(path: Path, seconds: int) -> None:
-    """1080p50 test pattern with a tone: enough for a four-rung ladder."""
+    """1080p50 test pattern with a tone: taller than every rung of either profile."""
     ffmpeg(
         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=50",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
