@@ -65,6 +65,9 @@ class OutputLayout:
     def segment_pattern(self, rendition: Rendition) -> Path:
         return self.root / f"{rendition.name}_%05d.ts"
 
+    def first_segment(self, rendition: Rendition) -> Path:
+        return self.root / f"{rendition.name}_00000.ts"
+
 
 def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
     """The Jetson hardware decoder for this input when FFmpeg has it, else None.

@@ -93,7 +93,8 @@ class OutputUploader:
                 self.shipped[relative] = size
                 self.batch.upload(self.bucket, self.item(path))
         self.batch.wait(check)
-        self.storage.upload(self.bucket, [self.item(master)], check=check, on_bytes=self._on_bytes)
+        self.batch.upload(self.bucket, self.item(master))
+        self.batch.wait(check)
         return [self.item(path).key for path in files]
 
     def remove_except(self, keep: set[str]) -> int:

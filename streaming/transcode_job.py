@@ -429,7 +429,7 @@ class ClaimedJob:
         once it is finished (FFmpeg renames it into place then), so during the
         encode rather than after it."""
         for r in renditions:
-            first = self.layout.root / f"{r.name}_00000.ts"
+            first = self.layout.first_segment(r)
             if r.name not in self.codecs and first.is_file():
                 found = probe_output(self.settings.ffprobe_bin, first).get("streams", [])
                 self.codecs[r.name] = found
@@ -439,7 +439,7 @@ class ClaimedJob:
         variants = []
         for r in renditions:
             playlist = self.layout.playlist(r)
-            first = self.layout.root / f"{r.name}_00000.ts"
+            first = self.layout.first_segment(r)
             if not playlist.is_file() or not first.is_file():
                 raise JobError("FFMPEG_FAILED", f"FFmpeg wrote no {r.name} rendition")
             streams = self._read_codecs([r]).get(r.name) or []
