@@ -67,16 +67,6 @@ CREATE TABLE media_cleanup_jobs (
 CREATE INDEX media_cleanup_jobs_pending ON media_cleanup_jobs (created_at)
     WHERE processed_at IS NULL;
 
--- updated_at is the database's clock, not a worker's: a stale-lease check
--- compares it across machines whose clocks may disagree.
-CREATE FUNCTION set_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END;
-$$;
-
-CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON jobs
-    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
-CREATE TRIGGER media_assets_updated_at BEFORE UPDATE ON media_assets
-    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+-- No triggers: the live schema shows none (CONTRACT.md), so nothing moves
+-- updated_at on its own. The workers write it themselves, from the
+-- database's clock ('now()'), wherever it serves as a lease.

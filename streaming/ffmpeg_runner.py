@@ -99,6 +99,50 @@ def _tail(path: str, limit: int = 1500) -> str:
         return handle.read().decode("utf-8", "replace").strip()
 
 
+def _start(command: Sequence[str], stdout: object, stderr: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
+    )
+
+
+def run_captured(
+    command: Sequence[str],
+    *,
+    check: Callable[[], None] = lambda: None,
+    timeout: float = 120,
+    poll_seconds: float = 0.25,
+) -> subprocess.CompletedProcess:
+    """Run a short command (ffprobe) to the end, output captured, under the
+    same supervision as FFmpeg: `check()` runs between short waits (a stop
+    or a lost job ends it at once), and a run past `timeout` is killed and
+    raises subprocess.TimeoutExpired."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = _start(command, out, err)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    proc.wait(poll_seconds)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                check()
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(list(command), timeout)
+        except BaseException:
+            _stop_group(proc)
+            raise
+        out.seek(0)
+        err.seek(0)
+        text = (out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+        return subprocess.CompletedProcess(list(command), proc.returncode, *text)
+
+
 def run_ffmpeg(
     command: Sequence[str],
     *,
@@ -113,14 +157,7 @@ def run_ffmpeg(
         err_path = err.name
     try:
         with open(err_path, "wb") as stderr:
-            proc = subprocess.Popen(
-                list(command),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if _PRCTL is not None else None,
-            )
+            proc = _start(command, subprocess.PIPE, stderr)
         reader = _ProgressReader(proc.stdout)
         reader.start()
         stalled = False

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from streaming.errors import JobError
+from streaming.ffmpeg_runner import run_captured
 
 # Demuxers of the containers cameras, phones and editors produce. Not here on
 # purpose: hls, concat, image2 and other formats that open further files.
@@ -161,13 +163,17 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
     )
 
 
-def probe(ffprobe: str, path: Path | str, timeout: float = 120) -> MediaInfo:
+def probe(
+    ffprobe: str, path: Path | str, check: Callable[[], None] = lambda: None, timeout: float = 120
+) -> MediaInfo:
+    """ffprobe on the upload; `check()` runs every fraction of a second while
+    it works (a stop request or a lost job ends it at once)."""
     command = [
         ffprobe, "-hide_banner", "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", *input_guard(path),
     ]  # fmt: skip
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = run_captured(command, check=check, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise JobError("INPUT_UNSUPPORTED", f"ffprobe did not finish in {timeout:.0f}s") from None
     if result.returncode != 0:
@@ -181,13 +187,16 @@ def probe(ffprobe: str, path: Path | str, timeout: float = 120) -> MediaInfo:
     return parse_probe(data)
 
 
-def probe_output(ffprobe: str, path: Path) -> dict[str, Any]:
+def probe_output(
+    ffprobe: str, path: Path, check: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     """Streams of a file we wrote ourselves (for CODECS)."""
-    result = subprocess.run(
-        [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", f"file:{path}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return json.loads(result.stdout or "{}") if result.returncode == 0 else {}
+    command = [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", f"file:{path}"]
+    try:
+        result = run_captured(command, check=check, timeout=60)
+    except subprocess.TimeoutExpired:
+        return {}
+    try:
+        return json.loads(result.stdout or "{}") if result.returncode == 0 else {}
+    except ValueError:
+        return {}

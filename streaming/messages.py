@@ -26,6 +26,8 @@ def parse_message(body: str) -> TranscodeRequest:
         data = json.loads(body)
     except ValueError as exc:
         raise JobError("INVALID_MESSAGE", f"message body is not JSON: {exc}") from None
+    except RecursionError:  # `[[[[…` nested deeper than the parser goes
+        raise JobError("INVALID_MESSAGE", "message body is nested too deeply") from None
     if not isinstance(data, dict):
         raise JobError("INVALID_MESSAGE", "message body is not a JSON object")
     kind = data.get("type", "transcode")

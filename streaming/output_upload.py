@@ -25,6 +25,7 @@ CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CACHE_PLAYLIST = "public, max-age=86400"
 SHIP_EVERY_SECONDS = 2.0
 MASTER = "index.m3u8"  # uploaded last of all
+LEGACY_PRESIGNED = "presigned/"  # the old playback function's copies: never ours
 
 
 class OutputUploader:
@@ -97,11 +98,21 @@ class OutputUploader:
         self.batch.wait(check)
         return [self.item(path).key for path in files]
 
+    def written_keys(self) -> tuple[str, ...]:
+        """The keys this attempt has sent (or started to send)."""
+        return tuple(self.prefix + name for name in self.shipped)
+
     def remove_except(self, keep: set[str]) -> int:
-        """Delete every object under the prefix that is not in `keep`."""
+        """Delete every object under the prefix that is not in `keep`, except
+        what the legacy playback function writes under `presigned/`."""
         removed = 0
+        legacy = self.prefix + LEGACY_PRESIGNED
         for page in self.storage.list_objects(self.bucket, self.prefix):
-            stale = [o for o in page if o.key not in keep and o.key.startswith(self.prefix)]
+            stale = [
+                o for o in page
+                if o.key not in keep and o.key.startswith(self.prefix)
+                and not o.key.startswith(legacy)
+            ]  # fmt: skip
             if stale:
                 removed += len(stale) - len(self.storage.delete_objects(self.bucket, stale))
         return removed

@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import subprocess
 import threading
+import traceback
 from typing import Any
 
-from streaming.outcome import SettlePolicy, settle
+from streaming.fate import Event, Happened, decide
+from streaming.job_dir import clean_work_dir
 from streaming.services import Services
-from streaming.transcode_job import clean_work_dir, process_message
+from streaming.settle import Report, policy_of, settle
+from streaming.transcode_job import handle_message
 from utils.config import load_at_startup, load_transcoder_settings
 from utils.observability import EventLog, build_event_log
 from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals
-from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
+from utils.sqs_queue import Message, QueueUnavailable, WorkQueue
 from utils.storage import Storage
 from utils.supabase_db import Database
 from utils.systemd_notify import Notifier
@@ -73,19 +76,33 @@ def poll(services: Services, log: EventLog) -> Message | None:
         raise box["error"]
     message = box.get("message")
     if message is not None and services.stop.is_set():
-        try:
-            services.queue.set_visibility(message, 0)
-        except (QueueUnavailable, ReceiptInvalid):
-            pass
         log.event("message_returned_at_stop", message_id=message.message_id)
+        _hand_back_unread(services, message, log)
         return None
     return message
 
 
+def _hand_back_unread(services: Services, message: Message, log: EventLog) -> None:
+    """A message that arrived as the worker stops goes back as a fresh copy,
+    so the stop costs it none of its receives."""
+    event = Event(Happened.STOPPED, None, "arrived while the worker was stopping")
+    plan = decide(event, message.receive_count, policy_of(services.settings))
+    settle(plan, message, None, Report(), services, log.bind(message_id=message.message_id))
+
+
+def handle_safely(services: Services, message: Message, log: EventLog) -> None:
+    """The last-resort boundary around one message: nothing that comes out of
+    a message may end the daemon. The message is left as it is (it returns
+    after its visibility, and its receive budget ends a message that keeps
+    failing this way)."""
+    try:
+        handle_message(services, message, log)
+    except Exception:
+        log.event("message_crashed", "error", traceback=traceback.format_exc()[-3000:])
+
+
 def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
-    settings = services.settings
-    policy = SettlePolicy(settings.max_receive_count, settings.retry_backoff_seconds)
-    clean_work_dir(settings.work_dir, log)
+    clean_work_dir(services.settings.work_dir, log)
     services.notifier.ready("idle: polling SQS")
     failures = 0
     while not services.stop.is_set():
@@ -106,10 +123,7 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
             if once:
                 return EXIT_OK
             continue
-        message_log = log.bind(message_id=message.message_id)
-        outcome = process_message(services, message, message_log)
-        bound = message_log.bind(job_id=outcome.job_id) if outcome.job_id else message_log
-        settle(outcome, message, db=services.db, queue=services.queue, policy=policy, log=bound)
+        handle_safely(services, message, log.bind(message_id=message.message_id))
         if once:
             return EXIT_OK
     services.notifier.stopping()

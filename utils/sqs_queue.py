@@ -1,4 +1,4 @@
-"""All SQS calls of the transcoder: receive, delete, change visibility.
+"""All SQS calls of the transcoder: receive, delete, change visibility, send a copy.
 
 Retries of single requests are botocore's `standard` mode; what is left after
 them comes out as `QueueUnavailable` (transient) or `ReceiptInvalid` (the
@@ -86,9 +86,9 @@ class WorkQueue:
             receive_count=int(count_text) if count_text.isdigit() else 1,
         )
 
-    def _call(self, operation: str, **kwargs: object) -> None:
+    def _call(self, operation: str, **kwargs: object) -> dict:
         try:
-            getattr(self.client, operation)(QueueUrl=self.url, **kwargs)
+            return getattr(self.client, operation)(QueueUrl=self.url, **kwargs)
         except ClientError as exc:
             if _receipt_gone(exc):
                 raise ReceiptInvalid(str(exc)) from exc
@@ -98,6 +98,16 @@ class WorkQueue:
 
     def delete(self, message: Message) -> None:
         self._call("delete_message", ReceiptHandle=message.receipt_handle)
+
+    def send_copy(self, message: Message, delay_seconds: int) -> str:
+        """A fresh copy of `message` (same body, receive count 0), visible after
+        `delay_seconds` (at most SQS's 900); returns the copy's message id."""
+        answer = self._call(
+            "send_message",
+            MessageBody=message.body,
+            DelaySeconds=max(0, min(int(delay_seconds), 900)),
+        )
+        return str(answer.get("MessageId", ""))
 
     def set_visibility(self, message: Message, seconds: int) -> None:
         """Make the message invisible for `seconds` from now (0 = visible at once)."""

@@ -21,6 +21,8 @@ from postgrest.exceptions import APIError
 from supabase import create_client
 from supabase.lib.client_options import SyncClientOptions
 
+from utils.states import AssetStage, AssetStatus, JobState
+
 Row = dict[str, Any]
 
 # PostgreSQL error classes that say "the request was wrong", not "try again":
@@ -36,8 +38,22 @@ class DatabaseRejected(Exception):
     """Supabase refused the request itself (bad input or a schema mismatch)."""
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+# A timestamp from PostgreSQL's own clock (`'now()'` is a valid timestamptz
+# value): the live schema has no `updated_at` triggers, and a lease must be
+# judged on one clock, not on each worker's.
+DB_NOW = "now()"
+
+ASSET_REQUEUED = {
+    "status": AssetStatus.UPLOADED.value,
+    "processing_stage": AssetStage.UPLOADED.value,
+    "transcode_progress": 0,
+    "streaming_ready": False,
+}
+ASSET_FAILED = {
+    "status": AssetStatus.FAILED.value,
+    "processing_stage": AssetStage.FAILED.value,
+    "streaming_ready": False,
+}
 
 
 def _classify(exc: Exception, what: str) -> Exception:
@@ -103,50 +119,128 @@ class Database:
     def get_asset(self, asset_id: str) -> Row | None:
         return self._one("media_assets", asset_id)
 
-    def claim_job(self, job: Row, *, stale_after_seconds: int) -> Row | None:
-        """Take `job` for this worker: `queued` → `running`, attempt + 1.
+    def claim_job(
+        self, job_id: str, seen: tuple[str, int], record: Row, stale_after: int | None
+    ) -> int | None:
+        """`queued` → `running` under the next attempt, recording `record` (the
+        lease: which message holds the job, the attempts so far) in `result`.
 
-        A `running` job is taken over only when it has not been touched for
-        `stale_after_seconds` (its worker died). Returns the claimed row, or
-        None when another worker changed the job first.
+        `seen` is the (state, attempt) the decision was made on: the write only
+        lands if nobody changed the job since. A `running` job (`stale_after`
+        set) is taken only while its lease is still that old. Returns our
+        attempt number, or None when another worker changed the job first.
         """
-        now = utc_now()
+        state, attempt = seen
         query = (
             self.client.table("jobs")
             .update(
                 {
-                    "state": "running",
-                    "attempt": int(job["attempt"] or 1) + 1,
-                    "started_at": now,
-                    "updated_at": now,
+                    "state": JobState.RUNNING.value,
+                    "attempt": attempt + 1,
+                    "started_at": DB_NOW,
+                    "updated_at": DB_NOW,
                     "progress": 0,
                     "error_code": None,
                     "error_message": None,
                     "finished_at": None,
+                    "result": record,
                 }
             )
-            .eq("id", job["id"])
-            .eq("state", job["state"])
-            .eq("attempt", job["attempt"])
+            .eq("id", job_id)
+            .eq("state", state)
+            .eq("attempt", attempt)
         )
-        if job["state"] == "running":
+        if stale_after is not None:
             # Date headers have 1-s resolution: a lease is judged 1 s generously.
-            cutoff = self.server_now() - timedelta(seconds=stale_after_seconds + 1)
+            cutoff = self.server_now() - timedelta(seconds=stale_after + 1)
             query = query.lt("updated_at", cutoff.isoformat())
         rows = self._run(query, "claim job")
-        return rows[0] if rows else None
+        return attempt + 1 if rows else None
 
-    def update_owned_job(self, job_id: str, attempt: int, fields: Row) -> bool:
-        """Write to a job we hold; False when it is no longer ours."""
+    def _write_held(self, job_id: str, attempt: int, fields: Row, what: str) -> bool:
+        """Write to a job we hold; False when it is no longer ours. Every such
+        write renews the lease on the database's clock."""
         rows = self._run(
             self.client.table("jobs")
-            .update({**fields, "updated_at": utc_now()})
+            .update({**fields, "updated_at": DB_NOW})
             .eq("id", job_id)
-            .eq("state", "running")
+            .eq("state", JobState.RUNNING.value)
             .eq("attempt", attempt),
-            "update job",
+            what,
         )
         return bool(rows)
+
+    def renew_job(
+        self, job_id: str, attempt: int, media_id: str, fraction: float, stage: AssetStage
+    ) -> bool:
+        """The lease's renewal and the progress bar in one: False once the job
+        is not ours. The asset's status and stage are written every time, so
+        a late `uploaded` from the upload-completion function heals, and a
+        running job's asset never says it is ready."""
+        if not self._write_held(job_id, attempt, {"progress": round(fraction, 4)}, "renew job"):
+            return False
+        self.update_asset(
+            media_id,
+            {
+                "transcode_progress": int(fraction * 100),
+                "status": AssetStatus.PROCESSING.value,
+                "processing_stage": stage.value,
+                "streaming_ready": False,
+            },
+        )
+        return True
+
+    def hold_job(self, job_id: str, attempt: int) -> bool:
+        """True while the job is still ours (renewing the lease)."""
+        return self._write_held(job_id, attempt, {}, "renew job")
+
+    def hand_over_job(self, job_id: str, attempt: int, record: Row) -> bool:
+        """Record another message as the running job's holder, leaving its
+        lease time alone (a waiting worker must not make a dead lease fresh)."""
+        rows = self._run(
+            self.client.table("jobs")
+            .update({"result": record})
+            .eq("id", job_id)
+            .eq("state", JobState.RUNNING.value)
+            .eq("attempt", attempt),
+            "hand over job",
+        )
+        return bool(rows)
+
+    def requeue_job(self, job_id: str, attempt: int, record: Row) -> bool:
+        """Hand a job we hold back to the queue (its asset: `ASSET_REQUEUED`)."""
+        fields = {
+            "state": JobState.QUEUED.value,
+            "progress": 0,
+            "error_code": None,
+            "error_message": None,
+            "result": record,
+        }
+        return self._write_held(job_id, attempt, fields, "requeue job")
+
+    def fail_job(self, job_id: str, attempt: int, error: tuple[str, str], record: Row) -> bool:
+        """Fail a job we hold for good (its asset: `ASSET_FAILED`)."""
+        code, message = error
+        fields = {
+            "state": JobState.FAILED.value,
+            "error_code": code,
+            "error_message": message[:1000],
+            "finished_at": DB_NOW,
+            "result": record,
+        }
+        return self._write_held(job_id, attempt, fields, "fail job")
+
+    def succeed_job(self, job_id: str, attempt: int, result: Row) -> bool:
+        """Record a job we hold as done (the commit point of a success)."""
+        fields = {
+            "state": JobState.SUCCEEDED.value,
+            "progress": 1,
+            "finished_at": DB_NOW,
+            "result": result,
+            "error_code": None,
+            "error_message": None,
+        }
+        return self._write_held(job_id, attempt, fields, "succeed job")
 
     def update_asset(self, asset_id: str, fields: Row) -> None:
         self._run(
@@ -181,7 +275,7 @@ class Database:
         """Mark a row handled (error None) or handled with a permanent error."""
         rows = self._run(
             self.client.table("media_cleanup_jobs")
-            .update({"processed_at": utc_now(), "error": error})
+            .update({"processed_at": DB_NOW, "error": error})
             .eq("id", row_id)
             .is_("processed_at", "null"),
             "mark cleanup row",
