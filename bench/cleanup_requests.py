@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from cleanup.cleanup_pass import Cleaner  # noqa: E402
-from tests.stack import LocalStack  # noqa: E402
+from devstack.stack import LocalStack  # noqa: E402
 from utils.config import load_cleanup_settings  # noqa: E402
 from utils.observability import EventLog  # noqa: E402
 from utils.storage import Storage  # noqa: E402

@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.clips import ffmpeg  # noqa: E402
-from tests.fault_proxy import FaultProxy  # noqa: E402
-from tests.stack import LocalStack, insert_upload  # noqa: E402
+from devstack.clips import ffmpeg  # noqa: E402
+from devstack.fault_proxy import FaultProxy  # noqa: E402
+from devstack.stack import LocalStack, insert_upload  # noqa: E402
 
 BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.clips import ffmpeg  # noqa: E402
+from devstack.clips import ffmpeg  # noqa: E402
 
 
 def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps: int = 30) -> Path:

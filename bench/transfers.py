@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Uploads and downloads over a link with 50 ms of latency per request.
 
-A loopback proxy (tests/fault_proxy.py) delays every request by 50 ms on its
+A loopback proxy (devstack/fault_proxy.py) delays every request by 50 ms on its
 way to moto, as a club's internet line to Wasabi would, and caps each
 connection's download at 64 Mbit/s (what one TCP stream gets over a long
 path; more streams get more). Upload: a 2-hour match's output for one
@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devstack.fault_proxy import FaultProxy  # noqa: E402
+from devstack.stack import LocalStack  # noqa: E402
 from streaming.input_feed import InputFeed  # noqa: E402
-from tests.fault_proxy import FaultProxy  # noqa: E402
-from tests.stack import LocalStack  # noqa: E402
 from utils.storage import MiB, Storage, Upload  # noqa: E402
 
 BUCKET = "rugbycodex-media"

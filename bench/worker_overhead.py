@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.stack import LocalStack, insert_upload  # noqa: E402
+from devstack.stack import LocalStack, insert_upload  # noqa: E402
 
 BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 

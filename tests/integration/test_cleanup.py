@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from cleanup.cleanup_pass import Cleaner
-from tests.conftest import BUCKET, ROOT, World, events
-from tests.stack import free_port
+from devstack.stack import free_port
+from tests.support import BUCKET, ROOT, World, events
 from utils.config import load_cleanup_settings
 from utils.observability import EventLog
 from utils.storage import Storage

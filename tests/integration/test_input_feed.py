@@ -11,7 +11,7 @@ import pytest
 
 from streaming.input_feed import InputFeed, _Landed
 from streaming.media_probe import input_guard
-from tests.conftest import World
+from tests.support import World
 from utils.storage import Storage
 
 

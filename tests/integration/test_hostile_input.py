@@ -9,8 +9,7 @@ import uuid
 import pytest
 
 from streaming.media_probe import FEED_URL
-from tests.conftest import BUCKET, World
-from tests.test_transcode_failures import by_type
+from tests.support import BUCKET, World, by_type
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import WORKER
+from tests.support import WORKER
 from utils.config import ConfigError, Rung, load_cleanup_settings, load_transcoder_settings
 
 BASE = {

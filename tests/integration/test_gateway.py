@@ -6,8 +6,8 @@ import uuid
 
 import httpx
 
-from tests.conftest import World
-from tests.stack import API_KEY
+from devstack.stack import API_KEY
+from tests.support import World
 
 
 def _client(world: World) -> httpx.Client:

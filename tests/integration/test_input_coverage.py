@@ -1,5 +1,5 @@
 """Every kind of upload coaches make comes out as a stream that plays, upright,
-in sync, with the right duration and a quality floor (tests/hls_checks.py).
+in sync, with the right duration and a quality floor (tests/support.py).
 
 SSIM floors (FFmpeg's ssim filter, rendition against the source scaled to its
 size, on these synthetic clips with the default `jetson` profile, x264
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clips import tone, video_source
-from tests.conftest import World
-from tests.hls_checks import check_stream, probe
+from devstack.clips import tone, video_source
+from tests.support import World, check_stream, probe
 
 
 def ssim_floor(width: int, height: int) -> float:

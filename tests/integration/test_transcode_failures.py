@@ -12,12 +12,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import World
-from tests.stack import free_port
-
-
-def by_type(log: list[dict], suffix: str) -> list[dict]:
-    return [e for e in log if e["event_type"] == "transcode_" + suffix]
+from devstack.stack import free_port
+from tests.support import World, by_type
 
 
 @pytest.mark.parametrize(
@@ -225,16 +221,18 @@ def test_storage_down_hands_the_job_back_then_fails_it_on_the_last_receive(
     assert world.queue_counts() == (0, 1)  # hidden for the back-off
 
 
-def test_transient_failure_on_the_last_receive_fails_the_job_for_good(world: World, media) -> None:
+def test_transient_failure_on_the_last_allowed_attempt_fails_the_job_for_good(
+    world: World, media
+) -> None:
     upload = world.upload(media.h264(320, 180, 2))
     dead = f"http://127.0.0.1:{free_port()}"
-    world.run_once(WASABI_ENDPOINT=dead, RETRY_BACKOFF_SECONDS="0")  # receive 1: retry at once
+    world.run_once(WASABI_ENDPOINT=dead, RETRY_BACKOFF_SECONDS="0")  # attempt 1: retry at once
 
-    log = world.run_once(WASABI_ENDPOINT=dead, MAX_RECEIVE_COUNT="2")  # receive 2: the last
+    log = world.run_once(WASABI_ENDPOINT=dead, MAX_RECEIVE_COUNT="2")  # attempt 2: the last
 
     job = world.job(upload.job_id)
     assert (job["state"], job["error_code"]) == ("failed", "STORAGE_UNAVAILABLE")
-    assert "gave up after 2 attempts" in job["error_message"]
+    assert "gave up after 2 failed attempts" in job["error_message"]
     assert world.asset(upload.media_id)["status"] == "failed"
     assert by_type(log, "job_failed")[0]["severity"] == "error"
     assert world.queue_counts() == (0, 0)  # not silently left to the DLQ

@@ -8,76 +8,22 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from collections import Counter
 
-import m3u8
 import pytest
 
-from tests.conftest import World
-from tests.fault_proxy import FaultProxy
-from tests.test_transcode_stop import start_worker
+from devstack.fault_proxy import FaultProxy
+from tests.support import (
+    FAST_RECOVERY,
+    World,
+    check_final_output,
+    read_until,
+    start_worker,
+    stop_all,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-FAST_RECOVERY = {
-    "HEARTBEAT_INTERVAL_SECONDS": "1",
-    "HEARTBEAT_EXTENSION_SECONDS": "6",
-    "JOB_STALE_SECONDS": "5",
-    "PROGRESS_WRITE_SECONDS": "0.5",
-    "RETRY_BACKOFF_SECONDS": "1",
-    "VERBOSE_LOGGING": "true",
-}
-
-
-def read_until(proc: subprocess.Popen, steps: list[tuple[str, str | None]], timeout=180) -> None:
-    """Read events until each (event_type, stage) of `steps` has been seen, in order."""
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while steps and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if not line.startswith("{"):
-            continue
-        event = json.loads(line)
-        kind, stage = steps[0]
-        if event["event_type"] == kind and (stage is None or event.get("stage") == stage):
-            steps.pop(0)
-    assert not steps, f"never saw {steps}"
-
-
-def wait_for(condition, timeout: float = 180, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stop_all(procs: list[subprocess.Popen]) -> list[str]:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    return [proc.communicate(timeout=60)[0] for proc in procs]
-
-
-def check_final_output(world: World, upload, tmp_path) -> None:
-    """The stream plays, and nothing in the folder is a leftover of the dead run."""
-    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
-    master = m3u8.load(str(local / "index.m3u8"))
-    expected = {"index.m3u8", "thumbnails/storyboard.vtt", "thumbnails/poster.jpg"}
-    for variant in master.playlists:
-        expected.add(variant.uri)
-        media = m3u8.load(str(local / variant.uri))
-        expected.update(seg.uri for seg in media.segments)
-    sprites = {p.name for p in (local / "thumbnails").glob("storyboard_*.jpg")}
-    expected.update(f"thumbnails/{name}" for name in sprites)
-    present = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
-    assert present == expected
-
 
 STAGES = {
     "download": [("transcode_stage_started", "download"), ("transcode_heartbeat_extended", None)],

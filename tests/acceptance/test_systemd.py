@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, WORKER, World, _require
-from tests.test_transcode_stop import start_worker, wait_for_event
+from tests.support import ROOT, WORKER, World, require, start_worker, wait_for_event
 
 CLEANER = ROOT / "cleanup" / "cleanup_worker.py"
 UNITS = {"rugbycodex-transcoder-sqs.service": 2.5, "rugbycodex-cleanup.service": 1.5}
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess:
-    _require(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    require(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
     return subprocess.run(
         ["systemd-analyze", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
     )

@@ -1,6 +1,6 @@
 """Faults of the world around the transcoder, injected into the real stack.
 
-Storage and SQS are reached through `tests/fault_proxy.py` (a loopback HTTP
+Storage and SQS are reached through `devstack/fault_proxy.py` (a loopback HTTP
 proxy that drops, delays, cuts or fails requests); Supabase faults come from
 the gateway's own fault rules; FFmpeg is really stopped; the disk is really
 small; the clock really jumps (faketime). Every case checks that nothing is
@@ -9,6 +9,7 @@ marked done that is not done, and that the worker lives on.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,12 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.clips import tone, video_source
-from tests.conftest import WORKER, World, _require
-from tests.fault_proxy import FaultProxy
-from tests.hls_checks import check_stream
-from tests.test_transcode_failures import by_type
-from tests.test_transcode_stop import start_worker, wait_for_event
+from devstack.clips import tone, video_source
+from devstack.fault_proxy import FaultProxy
+from tests.support import (
+    WORKER,
+    World,
+    by_type,
+    check_stream,
+    require,
+    start_worker,
+    wait_for,
+    wait_for_event,
+)
 
 
 @pytest.fixture
@@ -171,16 +178,30 @@ def test_failing_progress_writes_do_not_stop_the_job(world: World, media) -> Non
     assert world.asset(upload.media_id)["transcode_progress"] == 100
 
 
-def test_database_gone_for_good_at_the_end_hands_the_job_back(world: World, media) -> None:
+def test_database_gone_for_good_at_the_end_keeps_the_message_until_the_job_is_taken_over(
+    world: World, media
+) -> None:
     upload = world.upload(media.h264(320, 180, 3))
-    world.stack.gateway.fail_matching("PATCH", '"complete"', count=10_000)
+    world.stack.gateway.fail_matching("PATCH", '"succeeded"', count=10_000, table="jobs")
+    scaled = {"JOB_STALE_SECONDS": "5"}
 
-    log = world.run_once()
+    log = world.run_once(**scaled)
 
-    assert by_type(log, "job_retry")[0]["error_code"] == "DATABASE_UNAVAILABLE"
-    assert world.job(upload.job_id)["state"] == "queued"
+    settled = by_type(log, "job_settled")[0]
+    assert settled["write_landed"] is False and settled["severity"] == "warning"
+    job = world.job(upload.job_id)
+    assert job["state"] == "running"  # never recorded as anything it is not
     assert world.asset(upload.media_id)["streaming_ready"] is False
-    assert world.queue_counts() == (0, 1)
+    assert world.queue_counts() == (0, 1)  # a copy, due once our lease is stale
+    world.stack.gateway.clear_faults()
+    wait_for(lambda: world.queue_counts() == (1, 0), timeout=30, what="the copy")
+
+    log = world.run_once(**scaled)
+
+    job = world.job(upload.job_id)
+    assert (job["state"], job["attempt"]) == ("succeeded", 3)
+    assert world.asset(upload.media_id)["streaming_ready"] is True
+    assert world.queue_counts() == (0, 0) and world.queue_counts(world.dlq_url) == (0, 0)
 
 
 def test_database_unreachable_at_claim_leaves_everything_untouched(world: World, media) -> None:
@@ -277,7 +298,7 @@ def small_disk(tmp_path: Path):
             ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
             capture_output=True,
         )
-        _require(result.returncode == 0, "cannot mount a tmpfs here (needs root)")
+        require(result.returncode == 0, "cannot mount a tmpfs here (needs root)")
         mounted.append(folder)
         return folder
 
@@ -306,7 +327,7 @@ def test_disk_filling_up_during_the_transcode_is_transient(world: World, media, 
 def test_worker_with_its_clock_two_hours_ahead_does_not_steal_a_live_job(
     world: World, media
 ) -> None:
-    _require(shutil.which("faketime") is not None, "faketime is not installed")
+    require(shutil.which("faketime") is not None, "faketime is not installed")
     upload = world.upload(media.h264(1280, 720, 30), send=False)
     world.send(upload.message())
     holder = start_worker(world, "--once", TRANSCODE_PRESET="slower", PROGRESS_WRITE_SECONDS="1")
@@ -323,7 +344,7 @@ def test_worker_with_its_clock_two_hours_ahead_does_not_steal_a_live_job(
         holder.send_signal(signal.SIGTERM)
         holder.communicate(timeout=60)
     assert skewed.returncode == 0, skewed.stderr
-    assert '"transcode_job_deferred"' in skewed.stdout
+    assert '"transcode_duplicate_dropped"' in skewed.stdout
     assert "transcode_ffmpeg_started" not in skewed.stdout
     assert world.job(upload.job_id)["attempt"] == 2  # only the holder ever claimed it
 
@@ -331,16 +352,28 @@ def test_worker_with_its_clock_two_hours_ahead_does_not_steal_a_live_job(
 # --- poison -----------------------------------------------------------------------------------
 
 
-def test_job_that_killed_every_worker_is_failed_on_the_last_receive(world: World, media) -> None:
+@pytest.mark.parametrize(
+    "attempts, state, code",
+    [
+        ({"failed": 0, "crashed": 2}, "failed", "WORKER_CRASHED"),  # a third vanished worker
+        ({"failed": 1, "crashed": 1}, "succeeded", None),  # one error and one power cut
+    ],
+)
+def test_only_real_crashes_count_towards_a_crash_loop(
+    world: World, media, attempts: dict, state: str, code: str | None
+) -> None:
     upload = world.upload(media.h264(320, 180, 2), state="running", attempt=3)
+    record = {"lease": {"message_id": "gone", "worker": "dead"}, "attempts": attempts}
+    world.sql("UPDATE jobs SET result = %s WHERE id = %s", json.dumps(record), upload.job_id)
     world.backdate(upload.job_id, hours=1)  # its last worker died an hour ago
 
-    log = world.run_once(MAX_RECEIVE_COUNT="1")
+    log = world.run_once()
 
     job = world.job(upload.job_id)
-    assert (job["state"], job["error_code"]) == ("failed", "WORKER_CRASHED")
-    assert world.asset(upload.media_id)["status"] == "failed"
-    assert not by_type(log, "ffmpeg_started")
+    assert (job["state"], job["error_code"]) == (state, code)
+    assert job["result"]["attempts"]["crashed"] == attempts["crashed"] + 1
+    assert bool(by_type(log, "ffmpeg_started")) is (code is None)
+    assert world.asset(upload.media_id)["status"] == ("failed" if code else "ready")
     assert world.queue_counts() == (0, 0)
 
 

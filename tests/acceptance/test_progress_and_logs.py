@@ -12,8 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.conftest import ROOT, WORKER, World, events
-from tests.stack import free_port
+from devstack.stack import free_port
+from tests.support import ROOT, WORKER, World, events
 from utils.observability import AxiomShipper, EventLog
 
 

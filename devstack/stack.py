@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import psycopg
 
-from tests.postgrest_gateway import Gateway
+from devstack.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schema" / "schema.sql"

@@ -16,7 +16,7 @@ from pathlib import Path
 import m3u8
 import pytest
 
-from tests.conftest import BUCKET, World, events
+from tests.support import BUCKET, World, events
 
 SEGMENT = 6
 

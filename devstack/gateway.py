@@ -214,15 +214,19 @@ class Gateway:
         with self._lock:
             self._fail.extend([status] * count)
 
-    def fail_matching(self, method: str, body_contains: str, count: int, status: int = 503) -> None:
-        """Answer the next `count` `method` requests whose body contains the text with an error."""
+    def fail_matching(
+        self, method: str, body_contains: str, count: int, status: int = 503, table: str = ""
+    ) -> None:
+        """Answer the next `count` `method` requests whose body contains the
+        text (and, if given, that go to `table`) with an error."""
         with self._lock:
-            self._rules.append([method, body_contains.encode(), count, status])
+            self._rules.append([method, body_contains.encode(), count, status, table])
 
-    def take_fault(self, method: str = "", body: bytes = b"") -> int | None:
+    def take_fault(self, method: str = "", body: bytes = b"", path: str = "") -> int | None:
         with self._lock:
             for rule in self._rules:
-                if rule[2] > 0 and rule[0] == method and rule[1] in body:
+                table_ok = not rule[4] or path.rstrip("/").endswith("/" + rule[4])
+                if rule[2] > 0 and rule[0] == method and rule[1] in body and table_ok:
                     rule[2] -= 1
                     return int(rule[3])
             return self._fail.pop(0) if self._fail else None
@@ -345,7 +349,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self.state.requests.append((self.command, url.path))
         if self.state.delay_seconds:
             threading.Event().wait(self.state.delay_seconds)
-        fault = self.state.take_fault(self.command, raw)
+        fault = self.state.take_fault(self.command, raw, url.path)
         if fault is not None:
             self._reply(fault, {"message": "injected fault", "code": str(fault)})
             return

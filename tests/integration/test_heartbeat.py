@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import time
 
-from tests.conftest import World
-from tests.stack import free_port
+from devstack.stack import free_port
+from tests.support import World
 from utils.observability import EventLog
 from utils.sqs_queue import WorkQueue
 from utils.visibility_heartbeat import VisibilityHeartbeat

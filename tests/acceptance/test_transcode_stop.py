@@ -2,39 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import time
 
-from tests.conftest import WORKER, World
-
-
-def start_worker(world: World, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), *args],
-        env={**world.base_env(), **world.env, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120) -> list[dict]:
-    """Read the worker's event lines until `event_type` appears."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("{"):
-            seen.append(json.loads(line))
-            if seen[-1]["event_type"] == event_type:
-                return seen
-    raise AssertionError(f"{event_type} never came; saw {[e['event_type'] for e in seen]}")
+from tests.support import World, start_worker, wait_for_event
 
 
 def test_sigterm_during_transcode_hands_the_job_back(world: World, media) -> None:

@@ -1,0 +1,441 @@
+"""What the tests share: the world a test sees (clients, factories, the
+worker's environment), the real daemon as a subprocess and its events, the
+production timing scaled down, and what a player needs from a finished stream.
+
+The fixtures that build these are in `conftest.py`; the local stack itself
+is `devstack/`. No test module imports another.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import m3u8
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from devstack.stack import LocalStack, insert_upload
+from streaming.hls_output import codecs_string
+from streaming.services import Services
+from streaming.worker import run_loop
+from utils.config import load_transcoder_settings
+from utils.observability import EventLog
+from utils.sqs_queue import WorkQueue
+from utils.storage import Storage
+from utils.supabase_db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "streaming" / "stream_worker_sqs.py"
+BUCKET = "rugbycodex-media"
+QUEUE = "rugbycodex-transcode-jobs"
+
+
+def require(condition: bool, reason: str) -> None:
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is missing a required component: {reason}")
+        pytest.skip(reason)
+
+
+@dataclass
+class World:
+    """One test's view of the stack: clients, the env for a worker, helpers."""
+
+    stack: LocalStack
+    env: dict[str, str]
+    work_dir: Path
+    s3: Any
+    sqs: Any
+    queue_url: str
+    dlq_url: str
+
+    # --- database ---------------------------------------------------------
+
+    def sql(self, statement: str, *args: Any) -> list[dict[str, Any]]:
+        with psycopg.connect(self.stack.postgres.dsn, autocommit=True, row_factory=dict_row) as c:
+            cursor = c.execute(statement, args)
+            return cursor.fetchall() if cursor.description else []
+
+    def backdate(self, job_id: str, hours: float) -> None:
+        """Make a job look untouched for `hours`."""
+        with psycopg.connect(self.stack.postgres.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE jobs SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+                (hours * 3600, job_id),
+            )
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.sql("SELECT * FROM jobs WHERE id = %s", job_id)[0]
+
+    def asset(self, media_id: str) -> dict[str, Any]:
+        return self.sql("SELECT * FROM media_assets WHERE id = %s", media_id)[0]
+
+    # --- uploads, jobs and messages ----------------------------------------
+
+    def upload(
+        self,
+        clip: Path | None,
+        *,
+        org_id: str | None = None,
+        file_name: str = "match.mp4",
+        storage_path: str | None = None,
+        state: str = "queued",
+        attempt: int = 1,
+        send: bool = True,
+        bucket: str = BUCKET,
+    ) -> Upload:
+        org_id = org_id or str(uuid.uuid4())
+        media_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
+        key = storage_path or f"orgs/{org_id}/uploads/{media_id}/raw/{file_name}"
+        size = clip.stat().st_size if clip else 0
+        if clip is not None:
+            self.s3.upload_file(str(clip), BUCKET, key)
+        insert_upload(
+            self.stack.postgres.dsn, org_id=org_id, media_id=media_id, job_id=job_id, key=key,
+            bucket=bucket, size=size, file_name=file_name, state=state, attempt=attempt,
+        )  # fmt: skip
+        made = Upload(job_id, media_id, org_id, key)
+        if send:
+            self.send(made.message())
+        return made
+
+    def send(self, body: dict[str, Any] | str) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=text)
+
+    def queue_counts(self, url: str | None = None) -> tuple[int, int]:
+        """(visible, hidden) messages in the transcode queue (or `url`):
+        hidden counts those in flight and those sent with a delay."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        hidden = ("ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+        return (
+            int(attrs["ApproximateNumberOfMessages"]),
+            sum(int(attrs.get(name, 0)) for name in hidden),
+        )
+
+    def work_dir_empty(self) -> bool:
+        """No job files left (the folder may not even exist yet)."""
+        return not self.work_dir.exists() or not any(self.work_dir.iterdir())
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def download_prefix(self, prefix: str, dest: Path) -> Path:
+        for key in self.keys(prefix):
+            target = dest / key[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(BUCKET, key, str(target))
+        return dest
+
+    # --- the worker ---------------------------------------------------------
+
+    def run_worker(
+        self, *args: str, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess:
+        """The real daemon as a subprocess (`--once` unless told otherwise)."""
+        return subprocess.run(
+            [sys.executable, str(WORKER), *(args or ("--once",))],
+            env={**self.base_env(), **self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def services(
+        self, stop: threading.Event | None = None, decoders: frozenset[str] = frozenset(),
+        **overrides: str,
+    ) -> Services:  # fmt: skip
+        """The worker's real clients, built in this process from the test's env."""
+        settings = load_transcoder_settings({**self.env, **overrides})
+        return Services(
+            settings=settings,
+            db=Database(settings.common.supabase_url, settings.common.supabase_key),
+            storage=Storage.from_settings(settings.common),
+            queue=WorkQueue(settings.queue_url, settings.aws_region),
+            decoders=decoders,
+            stop=stop or threading.Event(),
+        )
+
+    def run_once(self, services: Services | None = None, **overrides: str) -> list[dict[str, Any]]:
+        """One pass of the real loop in this process; returns its events."""
+        stream = io.StringIO()
+        log = EventLog("transcode", environment="test", worker="test-worker", stream=stream)
+        run_loop(services or self.services(**overrides), log, once=True)
+        return events(stream.getvalue())
+
+    def base_env(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+        return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+@dataclass(frozen=True)
+class Upload:
+    job_id: str
+    media_id: str
+    org_id: str
+    key: str
+
+    def message(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "media_id": self.media_id,
+            "org_id": self.org_id,
+            "type": "transcode",
+            **extra,
+        }
+
+    @property
+    def prefix(self) -> str:
+        return f"orgs/{self.org_id}/uploads/{self.media_id}/"
+
+
+def events(output: str) -> list[dict[str, Any]]:
+    """The JSON event lines of a worker's stdout."""
+    found = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("<") and ">" in line[:4]:
+            line = line[line.index(">") + 1 :]
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+# --- the daemon as a subprocess ------------------------------------------------
+
+
+def start_worker(world: World, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        env={**world.base_env(), **world.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120) -> list[dict]:
+    """Read the worker's event lines until `event_type` appears."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1]["event_type"] == event_type:
+                return seen
+    raise AssertionError(f"{event_type} never came; saw {[e['event_type'] for e in seen]}")
+
+
+FAST_RECOVERY = {
+    "HEARTBEAT_INTERVAL_SECONDS": "1",
+    "HEARTBEAT_EXTENSION_SECONDS": "6",
+    "JOB_STALE_SECONDS": "5",
+    "PROGRESS_WRITE_SECONDS": "0.5",
+    "RETRY_BACKOFF_SECONDS": "1",
+    "VERBOSE_LOGGING": "true",
+}
+
+
+def read_until(proc: subprocess.Popen, steps: list[tuple[str, str | None]], timeout=180) -> None:
+    """Read events until each (event_type, stage) of `steps` has been seen, in order."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while steps and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        kind, stage = steps[0]
+        if event["event_type"] == kind and (stage is None or event.get("stage") == stage):
+            steps.pop(0)
+    assert not steps, f"never saw {steps}"
+
+
+def wait_for(condition, timeout: float = 180, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_all(procs: list[subprocess.Popen]) -> list[str]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    return [proc.communicate(timeout=60)[0] for proc in procs]
+
+
+def check_final_output(world: World, upload, tmp_path) -> None:
+    """The stream plays, and nothing in the folder is a leftover of the dead run."""
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
+    master = m3u8.load(str(local / "index.m3u8"))
+    expected = {"index.m3u8", "thumbnails/storyboard.vtt", "thumbnails/poster.jpg"}
+    for variant in master.playlists:
+        expected.add(variant.uri)
+        media = m3u8.load(str(local / variant.uri))
+        expected.update(seg.uri for seg in media.segments)
+    sprites = {p.name for p in (local / "thumbnails").glob("storyboard_*.jpg")}
+    expected.update(f"thumbnails/{name}" for name in sprites)
+    present = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
+    assert present == expected
+
+
+def by_type(log: list[dict], suffix: str) -> list[dict]:
+    return [e for e in log if e["event_type"] == "transcode_" + suffix]
+
+
+# --- what a player needs from a finished stream --------------------------------
+
+
+def probe(path: Path, *args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
+         *args, str(path)],  # fmt: skip
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return json.loads(result.stdout)
+
+
+def stream_times(path: Path) -> dict[str, tuple[float, float]]:
+    """(start, end) of the first video and audio stream, from their packets."""
+    found: dict[str, tuple[float, float]] = {}
+    for kind in ("v", "a"):
+        data = probe(path, "-select_streams", f"{kind}:0", "-show_entries",
+                     "packet=pts_time,duration_time")  # fmt: skip
+        times = [(float(p["pts_time"]), float(p.get("duration_time") or 0))
+                 for p in data.get("packets", [])
+                 if p.get("pts_time") not in (None, "N/A")]  # fmt: skip
+        if times:
+            found[kind] = (min(t for t, _ in times), max(t + d for t, d in times))
+    return found
+
+
+def ssim(variant: Path, source: Path, width: int, height: int, pre: str = "") -> float:
+    """Mean SSIM of a rendition against the source scaled to its size."""
+    chain = f"{pre}," if pre else ""
+    graph = (
+        f"[1:v]{chain}scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p,"
+        "setpts=PTS-STARTPTS[ref];[0:v]format=yuv420p,setpts=PTS-STARTPTS[out];"
+        "[out][ref]ssim"
+    )
+    result = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-protocol_whitelist", "file",
+         "-i", str(variant), "-i", str(source), "-lavfi", graph, "-f", "null", "-"],  # fmt: skip
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    found = re.search(r"SSIM .* All:([0-9.]+)", result.stderr)
+    assert found, result.stderr[-1500:]
+    return float(found.group(1))
+
+
+@dataclass
+class StreamReport:
+    variants: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_stream(
+    local: Path,
+    source: Path,
+    *,
+    segment: float = 6,
+    audio: bool = True,
+    ssim_floor: Callable[[int, int], float] | None = None,
+    source_filter: str = "",
+    keyframe_segments: int = 6,
+) -> StreamReport:
+    """Assert everything a player relies on; return what was measured."""
+    master = m3u8.load(str(local / "index.m3u8"))
+    assert master.is_variant and master.playlists
+    src_format = probe(source, "-show_format", "-show_streams")
+    duration = float(src_format["format"]["duration"])
+    src_video = [s for s in src_format["streams"] if s["codec_type"] == "video"][0]
+    frame = 1 / max(1.0, min(60.0, _rate(src_video.get("avg_frame_rate"))))
+    src_times = stream_times(source)
+    report = StreamReport()
+    boundaries: list[float] | None = None
+    for variant in master.playlists:
+        playlist = local / variant.uri
+        media = m3u8.load(str(playlist))
+        durations = [seg.duration for seg in media.segments]
+        assert abs(sum(durations) - duration) <= segment, (variant.uri, sum(durations), duration)
+        # Same cuts in every rendition: a player can switch at any boundary.
+        if boundaries is None:
+            boundaries = durations
+        assert len(durations) == len(boundaries)
+        assert all(abs(a - b) < 0.05 for a, b in zip(durations, boundaries, strict=True))
+        for seg in media.segments[:keyframe_segments]:
+            first = probe(local / seg.uri, "-select_streams", "v:0", "-read_intervals", "%+#1",
+                          "-show_entries", "frame=key_frame,pict_type")["frames"][0]  # fmt: skip
+            assert first["key_frame"] == 1 and first["pict_type"] == "I", seg.uri
+        rates = [(local / s.uri).stat().st_size * 8 / s.duration
+                 for s in media.segments if s.duration >= 1.0] or [0.0]  # fmt: skip
+        peak = max(rates)
+        assert abs(variant.stream_info.bandwidth - peak) <= 0.1 * peak + 1, (variant.uri, peak)
+        streams = probe(local / media.segments[0].uri, "-show_streams")["streams"]
+        assert variant.stream_info.codecs == codecs_string(streams)
+        kinds = sorted(s["codec_type"] for s in streams)
+        assert kinds == (["audio", "video"] if audio else ["video"])
+        video = [s for s in streams if s["codec_type"] == "video"][0]
+        assert (video["width"], video["height"]) == tuple(variant.stream_info.resolution)
+        assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1", "N/A")
+        if audio:
+            out_times = stream_times(playlist)
+            assert [s["channels"] for s in streams if s["codec_type"] == "audio"] == [2]
+            # In sync at the start and at the end: the audio/video offsets of the
+            # source survive within one frame (plus one AAC frame at the end).
+            start_gap = src_times["a"][0] - src_times["v"][0]
+            out_gap = out_times["a"][0] - out_times["v"][0]
+            assert abs(out_gap - start_gap) <= frame + 0.001, (start_gap, out_gap)
+            end_gap = src_times["a"][1] - src_times["v"][1]
+            out_end_gap = out_times["a"][1] - out_times["v"][1]
+            assert abs(out_end_gap - end_gap) <= frame + 1024 / 48000 + 0.001, (
+                end_gap,
+                out_end_gap,
+            )
+        entry = {"uri": variant.uri, "resolution": variant.stream_info.resolution,
+                 "bandwidth": variant.stream_info.bandwidth, "peak": int(peak),
+                 "codecs": variant.stream_info.codecs, "segments": len(durations)}  # fmt: skip
+        if ssim_floor is not None:
+            width, height = variant.stream_info.resolution
+            entry["ssim"] = ssim(playlist, source, width, height, source_filter)
+            assert entry["ssim"] >= ssim_floor(width, height), entry
+        report.variants.append(entry)
+    return report
+
+
+def _rate(text: str | None) -> float:
+    try:
+        top, _, bottom = (text or "0/1").partition("/")
+        return float(top) / float(bottom or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
