@@ -10,7 +10,7 @@ Two decisions, each a table with a unit test per row (tests/unit/test_fate.py):
 | succeeded, failed, canceled (or unknown state) | SKIP      |
 | running, lease fresh, another message holds it | DUPLICATE |
 | running, lease fresh, this message (or none recorded) holds it | WAIT until stale |
-| anything else, on the message's last allowed receive | REFRESH |
+| anything else, on a message near its last allowed receive | REFRESH |
 | queued                                         | CLAIM     |
 | running, lease stale (its worker vanished)     | TAKE_OVER, one more crash counted |
 
@@ -24,9 +24,11 @@ hold throughout:
   mistaking the copy for a duplicate.
 - The receive budget is SQS's, not the job's: interruptions that are not the
   job's fault (a stop, a wait for a lease) swap the message for a fresh copy
-  instead of spending a receive, and a message on its last allowed receive is
-  swapped before any work, so SQS never dead-letters a job that is still
-  wanted. What the job may spend is counted in its row (`Attempts`).
+  instead of spending a receive, and a message with at most one receive left
+  (`needs_fresh_copy`: one is kept in reserve for a worker that dies between
+  receiving and acting) is swapped before any work, so SQS never
+  dead-letters a job that is still wanted. What the job may spend is
+  counted in its row (`Attempts`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 
 from streaming.errors import JobAborted, JobError
 from streaming.job_record import Attempts, JobView
-from streaming.retry_policy import is_last_receive, retry_backoff
+from streaming.retry_policy import needs_fresh_copy, retry_backoff
 from utils.sqs_queue import QueueUnavailable, ReceiptInvalid
 from utils.states import JobState
 from utils.storage import StorageUnavailable
@@ -104,8 +106,8 @@ def read_claim(
             Verdict.WAIT, None, "the holder's message is back while its lease is fresh",
             wait_seconds=min(wait, MAX_DELAY_SECONDS), attempts=job.attempts,
         )  # fmt: skip
-    if is_last_receive(receive_count, policy.max_receive_count):
-        return ClaimVerdict(Verdict.REFRESH, None, "last allowed receive: a fresh copy first")
+    if needs_fresh_copy(receive_count, policy.max_receive_count):
+        return ClaimVerdict(Verdict.REFRESH, None, "few receives left: a fresh copy first")
     if job.state is JobState.QUEUED:
         return ClaimVerdict(Verdict.CLAIM, attempts=job.attempts)
     return ClaimVerdict(
@@ -197,7 +199,7 @@ def _fail(event: Event, policy: Policy) -> Settlement:
 
 def _unavailable(event: Event, receive_count: int, policy: Policy) -> Settlement:
     delay = min(retry_backoff(receive_count, policy.backoff_seconds), MAX_DELAY_SECONDS)
-    if is_last_receive(receive_count, policy.max_receive_count):
+    if needs_fresh_copy(receive_count, policy.max_receive_count):
         # The job was not read: it may be running under this very message.
         return Settlement(
             "retry", Write.NONE, Sqs.RESEND, max(delay, policy.after_stale),
@@ -207,7 +209,7 @@ def _unavailable(event: Event, receive_count: int, policy: Policy) -> Settlement
 
 
 def _deferred(event: Event, receive_count: int, policy: Policy) -> Settlement:
-    if is_last_receive(receive_count, policy.max_receive_count):
+    if needs_fresh_copy(receive_count, policy.max_receive_count):
         return Settlement(
             "deferred", Write.HAND_OVER, Sqs.RESEND, event.wait_seconds,
             reason=event.reason, attempts=event.attempts,

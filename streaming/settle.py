@@ -67,7 +67,7 @@ class Report:
 def policy_of(settings: TranscoderSettings) -> Policy:
     return Policy(
         max_receive_count=settings.max_receive_count,
-        max_attempts=settings.max_receive_count,
+        max_attempts=settings.max_job_attempts,
         backoff_seconds=settings.retry_backoff_seconds,
         stale_seconds=settings.job_stale_seconds,
     )

@@ -41,7 +41,6 @@ from streaming.media_probe import MediaInfo
 from streaming.messages import TranscodeRequest, parse_message
 from streaming.output_upload import OutputUploader
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
-from streaming.retry_policy import visibility_for_size
 from streaming.services import Services
 from streaming.settle import Report, Target, policy_of, settle
 from utils.media_paths import UnsafeKey, canonical_uuid, raw_upload_key, streaming_prefix
@@ -253,9 +252,11 @@ def locate_input(ctx: JobContext) -> Source:
 
 @contextmanager
 def visibility_heartbeat(ctx: JobContext, size: int) -> Iterator[VisibilityHeartbeat]:
-    """The message invisible for as long as the upload's size needs, kept so."""
+    """The message kept invisible while the job runs: one extension at once,
+    then one every interval. (Not a longer first visibility for a bigger
+    upload: that would only delay the recovery from an early crash.)"""
     settings = ctx.services.settings
-    visibility = visibility_for_size(size)
+    visibility = settings.heartbeat_extension_seconds
     ctx.services.queue.set_visibility(ctx.message, visibility)
     ctx.log.event("visibility_set", seconds=visibility, input_bytes=size)
     with VisibilityHeartbeat(

@@ -72,6 +72,7 @@ class TranscoderSettings:
     segment_seconds: int
     storyboard_tile_width: int
     max_receive_count: int
+    max_job_attempts: int
     retry_backoff_seconds: int
     heartbeat_interval_seconds: int
     heartbeat_extension_seconds: int
@@ -275,10 +276,12 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         segment_seconds=segment,
         storyboard_tile_width=read.integer("STORYBOARD_TILE_WIDTH", 320, 64, 1280),
         max_receive_count=read.integer("MAX_RECEIVE_COUNT", 3, 1, 1000),
+        max_job_attempts=read.integer("MAX_JOB_ATTEMPTS", 3, 1, 100),
         retry_backoff_seconds=read.integer("RETRY_BACKOFF_SECONDS", 60, 0, 43200),
         heartbeat_interval_seconds=interval,
         heartbeat_extension_seconds=extension,
-        job_stale_seconds=read.integer("JOB_STALE_SECONDS", 270, 5, 86400),
+        # A copy of a message must be able to wait out a lease (SQS delays 900 s at most).
+        job_stale_seconds=read.integer("JOB_STALE_SECONDS", 270, 5, 880),
         progress_write_seconds=read.number("PROGRESS_WRITE_SECONDS", 5.0, 0.0),
         ffmpeg_stall_seconds=read.integer("FFMPEG_STALL_SECONDS", 600, 5, 86400),
         disk_space_factor=read.number("DISK_SPACE_FACTOR", 2.5, 1.0),

@@ -18,6 +18,7 @@ from streaming.fate import (
     read_claim,
 )
 from streaming.job_record import Attempts, JobView
+from streaming.retry_policy import needs_fresh_copy
 from utils.sqs_queue import QueueUnavailable, ReceiptInvalid
 from utils.states import JobState
 from utils.storage import StorageUnavailable
@@ -54,11 +55,13 @@ CLAIM_ROWS = [
     ("live holder, another message, last receive", job(age=10), OTHER, 3, Verdict.DUPLICATE),
     ("holder's own message back, lease fresh", job(age=61), MINE, 2, Verdict.WAIT),
     ("holder's own message back on its last receive", job(age=61), MINE, 3, Verdict.WAIT),
+    ("queued, one receive left", job(JobState.QUEUED), OTHER, 2, Verdict.REFRESH),
     ("fresh lease, no holder recorded", job(age=10, holder=None), OTHER, 1, Verdict.WAIT),
     ("queued", job(JobState.QUEUED), OTHER, 1, Verdict.CLAIM),
     ("queued, last receive", job(JobState.QUEUED), OTHER, 3, Verdict.REFRESH),
-    ("stale lease, holder's message", job(age=300), MINE, 2, Verdict.TAKE_OVER),
+    ("stale lease, holder's message back", job(age=300), MINE, 1, Verdict.TAKE_OVER),
     ("stale lease, another message", job(age=300), OTHER, 1, Verdict.TAKE_OVER),
+    ("stale lease, one receive left", job(age=300), MINE, 2, Verdict.REFRESH),
     ("stale lease, last receive", job(age=300), MINE, 3, Verdict.REFRESH),
     ("unreadable lease time", job(age=float("inf")), OTHER, 1, Verdict.TAKE_OVER),
 ]
@@ -73,6 +76,15 @@ def test_read_claim(view, message_id: str, receive_count: int, verdict: Verdict)
     assert read_claim(view, IDS, message_id, receive_count, POLICY).verdict is verdict
 
 
+@pytest.mark.parametrize(
+    "receive_count, most, fresh_copy",
+    [(1, 3, False), (2, 3, True), (3, 3, True), (1, 2, False), (2, 2, True), (1, 1, True),
+     (4, 5, True), (3, 5, False)],
+)  # fmt: skip
+def test_one_receive_is_kept_in_reserve(receive_count: int, most: int, fresh_copy: bool) -> None:
+    assert needs_fresh_copy(receive_count, most) is fresh_copy
+
+
 def test_waiting_lasts_until_the_lease_is_stale() -> None:
     found = read_claim(job(age=61), IDS, MINE, 2, POLICY)
     assert found.wait_seconds == 270 - 61 + 5
@@ -80,7 +92,7 @@ def test_waiting_lasts_until_the_lease_is_stale() -> None:
 
 def test_a_take_over_counts_one_more_crash_and_a_claim_none() -> None:
     before = Attempts(failed=1, crashed=1)
-    taken = read_claim(job(age=300, attempts=before), IDS, MINE, 2, POLICY)
+    taken = read_claim(job(age=300, attempts=before), IDS, MINE, 1, POLICY)
     claimed = read_claim(job(JobState.QUEUED, attempts=before), IDS, MINE, 1, POLICY)
     assert taken.attempts == Attempts(failed=1, crashed=2)
     assert claimed.attempts == before
@@ -103,15 +115,17 @@ DECIDE_ROWS = [
     ("already final", Event(Happened.SKIPPED), 1,
      (Write.REPAIR_ASSET, Sqs.DELETE, 0, False, "info")),
     ("duplicate", Event(Happened.DUPLICATE), 3, (Write.NONE, Sqs.DELETE, 0, False, "info")),
-    ("wait", Event(Happened.DEFERRED, wait_seconds=214), 2,
+    ("wait", Event(Happened.DEFERRED, wait_seconds=214), 1,
      (Write.NONE, Sqs.HIDE, 214, False, "info")),
+    ("wait, one receive left", Event(Happened.DEFERRED, wait_seconds=214), 2,
+     (Write.HAND_OVER, Sqs.RESEND, 214, False, "info")),
     ("wait on the last receive", Event(Happened.DEFERRED, wait_seconds=214), 3,
      (Write.HAND_OVER, Sqs.RESEND, 214, False, "info")),
     ("last receive", Event(Happened.REFRESHED), 3, (Write.NONE, Sqs.RESEND, 0, False, "info")),
     ("database down at the claim", Event(Happened.UNAVAILABLE, "DATABASE_UNAVAILABLE"), 1,
      (Write.NONE, Sqs.HIDE, 60, False, "info")),
-    ("database down at the claim, last receive",
-     Event(Happened.UNAVAILABLE, "DATABASE_UNAVAILABLE"), 3,
+    ("database down at the claim, one receive left",
+     Event(Happened.UNAVAILABLE, "DATABASE_UNAVAILABLE"), 2,
      (Write.NONE, Sqs.RESEND, 275, False, "warning")),
     ("succeeded", Event(Happened.SUCCEEDED, attempts=A), 1,
      (Write.SUCCEED, Sqs.DELETE, 0, False, "info")),

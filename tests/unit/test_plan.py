@@ -13,7 +13,7 @@ from streaming.hls_output import Storyboard, codecs_string
 from streaming.ladder import choose_renditions
 from streaming.media_probe import MediaInfo, parse_probe
 from streaming.messages import parse_message
-from streaming.retry_policy import retry_backoff, visibility_for_size
+from streaming.retry_policy import retry_backoff
 from utils.config import parse_ladder
 
 LADDER = parse_ladder("1080:5000,720:2800,480:1400,360:800")
@@ -56,14 +56,6 @@ def test_source_between_rungs_keeps_its_own_size() -> None:
     assert sizes == [(1280, 720, 888), (960, 540, 700)]
     assert [r.height for r in choose_renditions(3840, 2160, ladder)] == [1080, 540]
     assert [r.height for r in choose_renditions(1024, 576, ladder)] == [540]  # within 15 %
-
-
-def test_visibility_follows_the_seeds_table() -> None:
-    assert visibility_for_size(50_000_000) == 300
-    assert visibility_for_size(7_000_000_000) == 3600
-    sizes = [10**6 * mb for mb in (50, 300, 800, 1500, 3000, 5000, 7000)]
-    values = [visibility_for_size(s) for s in sizes]
-    assert values == sorted(values)
 
 
 def test_backoff_grows_and_is_capped() -> None:
