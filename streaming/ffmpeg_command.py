@@ -133,6 +133,34 @@ def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOpti
     return ";".join(graph)
 
 
+def _rendition_output(
+    index: int, r: Rendition, info: MediaInfo, opts: EncodeOptions, layout: OutputLayout
+) -> list[str]:
+    """The output options of one rendition: x264 on the shared keyframe grid,
+    AAC, HLS with MPEG-TS segments."""
+    seg = opts.segment_seconds
+    command = ["-map", f"[v{index}]"]
+    if info.has_audio:
+        command += ["-map", "0:a:0"]
+    command += [
+        "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
+        "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
+        "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
+    ]  # fmt: skip
+    if info.hdr and opts.can_tonemap:
+        command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+    if info.has_audio:
+        command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000", "-ac", "2"]
+    return command + [
+        "-max_muxing_queue_size", "4096",
+        "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
+        "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
+        "-hls_segment_type", "mpegts",
+        "-hls_segment_filename", str(layout.segment_pattern(r)),
+        str(layout.playlist(r)),
+    ]  # fmt: skip
+
+
 def transcode_command(
     ffmpeg: str,
     source: Path | str,
@@ -143,33 +171,13 @@ def transcode_command(
     decoder: str | None,
 ) -> list[str]:
     """The one FFmpeg run that makes every rendition, the tiles and the poster."""
-    seg = opts.segment_seconds
     command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if decoder:
         command += ["-c:v", decoder]
     command += input_guard(source)
     command += ["-filter_complex", _filter_graph(info, renditions, opts)]
     for i, r in enumerate(renditions):
-        command += ["-map", f"[v{i}]"]
-        if info.has_audio:
-            command += ["-map", "0:a:0"]
-        command += [
-            "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
-            "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
-            "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
-        ]  # fmt: skip
-        if info.hdr and opts.can_tonemap:
-            command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-        if info.has_audio:
-            command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000", "-ac", "2"]
-        command += [
-            "-max_muxing_queue_size", "4096",
-            "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
-            "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
-            "-hls_segment_type", "mpegts",
-            "-hls_segment_filename", str(layout.segment_pattern(r)),
-            str(layout.playlist(r)),
-        ]  # fmt: skip
+        command += _rendition_output(i, r, info, opts, layout)
     command += [
         "-map", "[vtiles]", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2",
         "-start_number", "0", str(layout.tiles / "tile_%05d.jpg"),

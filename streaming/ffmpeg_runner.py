@@ -143,6 +143,32 @@ def run_captured(
         return subprocess.CompletedProcess(list(command), proc.returncode, *text)
 
 
+def _supervise(
+    proc: subprocess.Popen,
+    reader: _ProgressReader,
+    check: Callable[[], None],
+    on_progress: Callable[[float], None],
+    stall_seconds: float,
+    poll_seconds: float,
+) -> bool:
+    """Wait for FFmpeg in short steps; True when it was stopped for stalling."""
+    try:
+        while True:
+            try:
+                proc.wait(poll_seconds)
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+            check()
+            on_progress(reader.out_seconds)
+            if time.monotonic() - reader.last_change > stall_seconds:
+                _stop_group(proc)
+                return True
+    except BaseException:
+        _stop_group(proc)
+        raise
+
+
 def run_ffmpeg(
     command: Sequence[str],
     *,
@@ -160,23 +186,8 @@ def run_ffmpeg(
             proc = _start(command, subprocess.PIPE, stderr)
         reader = _ProgressReader(proc.stdout)
         reader.start()
-        stalled = False
         try:
-            while True:
-                try:
-                    proc.wait(poll_seconds)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                check()
-                on_progress(reader.out_seconds)
-                if time.monotonic() - reader.last_change > stall_seconds:
-                    stalled = True
-                    _stop_group(proc)
-                    break
-        except BaseException:
-            _stop_group(proc)
-            raise
+            stalled = _supervise(proc, reader, check, on_progress, stall_seconds, poll_seconds)
         finally:
             reader.join(timeout=2)
             if proc.stdout is not None:

@@ -117,6 +117,15 @@ def _duration(data: dict[str, Any], video: dict[str, Any]) -> float:
     return 0.0
 
 
+def _display_size(video: dict[str, Any], width: int, height: int, rotation: int) -> tuple[int, int]:
+    """The size as shown: non-square pixels (anamorphic DV, some broadcast
+    files) widened, a quarter turn swapped; the ladder and scaler use this."""
+    sar = _rate(str(video.get("sample_aspect_ratio") or "1:1").replace(":", "/"))
+    if sar > 0 and abs(sar - 1) > 0.01:
+        width = max(2, int(round(width * sar)))
+    return (height, width) if rotation in (90, 270) else (width, height)
+
+
 def parse_probe(data: dict[str, Any]) -> MediaInfo:
     """ffprobe's JSON → MediaInfo; JobError when it is not a usable video."""
     streams = data.get("streams") or []
@@ -138,15 +147,9 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         raise JobError("INPUT_UNSUPPORTED", "the upload has no readable duration")
     if duration > MAX_DURATION_SECONDS:
         raise JobError("INPUT_TOO_LARGE", f"duration {duration:.0f}s is longer than 6 hours")
-    # Non-square pixels (anamorphic DV, some broadcast files): the display
-    # width is what the ladder and the scaler must use.
-    sar = _rate(str(video.get("sample_aspect_ratio") or "1:1").replace(":", "/"))
-    if sar > 0 and abs(sar - 1) > 0.01:
-        width = max(2, int(round(width * sar)))
     audios = [s for s in streams if s.get("codec_type") == "audio"]
     rotation = _rotation(video)
-    if rotation in (90, 270):
-        width, height = height, width
+    width, height = _display_size(video, width, height, rotation)
     return MediaInfo(
         duration=duration,
         width=width,
