@@ -72,8 +72,11 @@ def poll(services: Services, log: EventLog) -> Message | None:
         if services.stop.is_set():
             thread.join(STOP_GRACE_SECONDS)
             break
-    if "error" in box:
-        raise box["error"]
+    error = box.get("error")
+    if isinstance(error, QueueUnavailable):
+        raise error
+    if error is not None:  # anything else from the client: the loop survives it the same way
+        raise QueueUnavailable(f"receive: {type(error).__name__}: {error}") from error
     message = box.get("message")
     if message is not None and services.stop.is_set():
         log.event("message_returned_at_stop", message_id=message.message_id)
