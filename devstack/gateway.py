@@ -204,6 +204,7 @@ class Gateway:
         self.api_key = api_key
         self.delay_seconds = 0.0
         self.requests: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str, bytes]] = []  # (method, path, body) of each write
         self._fail: list[int] = []
         self._rules: list[list[Any]] = []
         self._lock = threading.Lock()
@@ -347,6 +348,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
         self.state.requests.append((self.command, url.path))
+        if self.command != "GET":
+            self.state.writes.append((self.command, url.path, raw))
         if self.state.delay_seconds:
             threading.Event().wait(self.state.delay_seconds)
         fault = self.state.take_fault(self.command, raw, url.path)

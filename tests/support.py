@@ -252,14 +252,30 @@ def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120
     raise AssertionError(f"{event_type} never came; saw {[e['event_type'] for e in seen]}")
 
 
-FAST_RECOVERY = {
-    "HEARTBEAT_INTERVAL_SECONDS": "1",
-    "HEARTBEAT_EXTENSION_SECONDS": "6",
-    "JOB_STALE_SECONDS": "5",
+# Production timing at 1/30: a heartbeat every 240 s extending the visibility
+# to 300 s, a lease stale after 270 s, a 60-s retry back-off; the receive
+# budget is the test queue's own redrive (3, as in production).
+SCALED = {  # what the workers are told; `scaled(world)` also scales the queue
+    "HEARTBEAT_INTERVAL_SECONDS": "8",
+    "HEARTBEAT_EXTENSION_SECONDS": "10",
+    "JOB_STALE_SECONDS": "9",
     "PROGRESS_WRITE_SECONDS": "0.5",
-    "RETRY_BACKOFF_SECONDS": "1",
+    "RETRY_BACKOFF_SECONDS": "2",
     "VERBOSE_LOGGING": "true",
 }
+HEARTBEAT_SECONDS = 8
+QUEUE_VISIBILITY_SCALED = 40  # the production queue's 1200 s
+
+
+def scaled(world: World) -> dict[str, str]:
+    """Production timing at 1/30 for this test: the queue's own visibility
+    (what a message received by a worker killed before its first heartbeat
+    waits out) as well as the workers' settings."""
+    world.sqs.set_queue_attributes(
+        QueueUrl=world.queue_url,
+        Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SCALED)},
+    )
+    return dict(SCALED)
 
 
 def read_until(proc: subprocess.Popen, steps: list[tuple[str, str | None]], timeout=180) -> None:

@@ -14,10 +14,10 @@ import pytest
 
 from devstack.fault_proxy import FaultProxy
 from tests.support import (
-    FAST_RECOVERY,
     World,
     check_final_output,
     read_until,
+    scaled,
     start_worker,
     stop_all,
     wait_for,
@@ -26,9 +26,9 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 STAGES = {
-    "download": [("transcode_stage_started", "download"), ("transcode_heartbeat_extended", None)],
-    "transcode": [("transcode_ffmpeg_started", None), ("transcode_heartbeat_extended", None)],
-    "upload": [("transcode_stage_started", "upload"), ("transcode_heartbeat_extended", None)],
+    "download": [("transcode_stage_started", "download")],
+    "transcode": [("transcode_ffmpeg_started", None)],
+    "upload": [("transcode_stage_started", "upload")],
     "db_update": [("transcode_stage_finished", "upload")],
 }
 
@@ -41,7 +41,7 @@ def test_sigkill_in_any_stage_and_another_worker_finishes(
     proxy = FaultProxy(world.stack.moto.port)  # slow transfers, so a kill lands inside them
     proxy.add("delay", count=10_000, method="GET", path_contains="/raw/", seconds=2.5)
     proxy.add("delay", count=10_000, method="PUT", seconds=0.4)
-    first = start_worker(world, WASABI_ENDPOINT=proxy.url, **FAST_RECOVERY)
+    first = start_worker(world, WASABI_ENDPOINT=proxy.url, **scaled(world))
     try:
         read_until(first, list(STAGES[stage]))
         first.send_signal(signal.SIGKILL)
@@ -49,7 +49,7 @@ def test_sigkill_in_any_stage_and_another_worker_finishes(
     finally:
         first.kill()
         proxy.close()
-    second = start_worker(world, **FAST_RECOVERY)
+    second = start_worker(world, **scaled(world))
     try:
         wait_for(lambda: world.job(upload.job_id)["state"] == "succeeded", what="success")
         wait_for(lambda: world.queue_counts() == (0, 0), timeout=60, what="an empty queue")
@@ -77,7 +77,7 @@ def test_workers_sharing_a_queue_transcode_each_job_exactly_once(
     uploads = [world.upload(clip) for _ in range(12)]
     for upload in uploads[:4]:  # the upload-completion function sent these twice
         world.send(upload.message())
-    env = {**FAST_RECOVERY, "VERBOSE_LOGGING": "false", "JOB_STALE_SECONDS": "10"}
+    env = {**scaled(world), "VERBOSE_LOGGING": "false"}
     procs = [start_worker(world, **env) for _ in range(workers)]
     try:
         wait_for(

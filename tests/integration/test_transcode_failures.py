@@ -228,7 +228,7 @@ def test_transient_failure_on_the_last_allowed_attempt_fails_the_job_for_good(
     dead = f"http://127.0.0.1:{free_port()}"
     world.run_once(WASABI_ENDPOINT=dead, RETRY_BACKOFF_SECONDS="0")  # attempt 1: retry at once
 
-    log = world.run_once(WASABI_ENDPOINT=dead, MAX_RECEIVE_COUNT="2")  # attempt 2: the last
+    log = world.run_once(WASABI_ENDPOINT=dead, MAX_JOB_ATTEMPTS="2")  # attempt 2: the last
 
     job = world.job(upload.job_id)
     assert (job["state"], job["error_code"]) == ("failed", "STORAGE_UNAVAILABLE")
