@@ -157,18 +157,22 @@ class Database:
         rows = self._run(query, "claim job")
         return attempt + 1 if rows else None
 
-    def _write_held(self, job_id: str, attempt: int, fields: Row, what: str) -> bool:
-        """Write to a job we hold; False when it is no longer ours. Every such
-        write renews the lease on the database's clock."""
+    def _update_running(self, job_id: str, attempt: int, fields: Row, what: str) -> bool:
+        """Update a job still `running` under `attempt`; False when it is not."""
         rows = self._run(
             self.client.table("jobs")
-            .update({**fields, "updated_at": DB_NOW})
+            .update(fields)
             .eq("id", job_id)
             .eq("state", JobState.RUNNING.value)
             .eq("attempt", attempt),
             what,
         )
         return bool(rows)
+
+    def _write_held(self, job_id: str, attempt: int, fields: Row, what: str) -> bool:
+        """Write to a job we hold; False when it is no longer ours. Every such
+        write renews the lease on the database's clock."""
+        return self._update_running(job_id, attempt, {**fields, "updated_at": DB_NOW}, what)
 
     def renew_job(
         self, job_id: str, attempt: int, media_id: str, fraction: float, stage: AssetStage
@@ -197,15 +201,7 @@ class Database:
     def hand_over_job(self, job_id: str, attempt: int, record: Row) -> bool:
         """Record another message as the running job's holder, leaving its
         lease time alone (a waiting worker must not make a dead lease fresh)."""
-        rows = self._run(
-            self.client.table("jobs")
-            .update({"result": record})
-            .eq("id", job_id)
-            .eq("state", JobState.RUNNING.value)
-            .eq("attempt", attempt),
-            "hand over job",
-        )
-        return bool(rows)
+        return self._update_running(job_id, attempt, {"result": record}, "hand over job")
 
     def requeue_job(self, job_id: str, attempt: int, record: Row) -> bool:
         """Hand a job we hold back to the queue (its asset: `ASSET_REQUEUED`)."""
