@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streaming.fate import Event, Happened, Policy, Verdict, crash_looping, read_claim
+from streaming.fate import (
+    ClaimVerdict,
+    Event,
+    Happened,
+    Policy,
+    Verdict,
+    crash_looping,
+    read_claim,
+)
 from streaming.job_record import Attempts, JobView, asset_repair, lease_record, read_job
 from streaming.messages import TranscodeRequest
 from streaming.services import Services
@@ -86,7 +94,7 @@ def _held(request: TranscodeRequest, attempt: int, attempts: Attempts, policy: P
 
 
 def _settled_before_work(
-    services: Services, request: TranscodeRequest, job: JobView | None, verdict: Any
+    services: Services, request: TranscodeRequest, job: JobView | None, verdict: ClaimVerdict
 ) -> Claim:
     event = Event(
         _HAPPENED[verdict.verdict], verdict.code, verdict.reason,
