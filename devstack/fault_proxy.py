@@ -48,6 +48,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.down = False  # drop every connection at once
         self.log: list[tuple[str, str, str]] = []  # (method, path, fault or "")
+        self.headers: list[tuple[str, str, dict[str, str]]] = []  # what went over the wire
         self._lock = threading.Lock()
         proxy = self
 
@@ -118,6 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self._body()
         header_text = str(self.headers)
+        self.state.headers.append((self.command, self.path, dict(self.headers.items())))
         if self.state.down:
             self.state.log.append((self.command, self.path, "down"))
             self._drop()

@@ -9,10 +9,13 @@ errors come out as `ObjectMissing` (permanent) or `StorageUnavailable`
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -165,6 +168,52 @@ class TransferBatch:
         self.manager.shutdown(cancel=cancel)
 
 
+# Wasabi and other S3-compatible stores differ from AWS in what they accept:
+# botocore 1.36+ sends every upload with a CRC32 checksum (a trailer over
+# HTTPS, "aws-chunked", which Wasabi answered with "Checksum Type mismatch")
+# and DeleteObjects with a CRC32 instead of the Content-MD5 such stores
+# require. Checksums only where the operation requires one, and there the
+# Content-MD5 every S3 store knows. (Older botocore has neither option and
+# already behaves so.)
+_CHECKSUM_OPTIONS = {
+    name: "when_required"
+    for name in ("request_checksum_calculation", "response_checksum_validation")
+    if name in Config.OPTION_DEFAULTS
+}
+
+
+def _content_md5_for_required_checksums(params: dict, **kwargs: object) -> None:
+    """`before-call` hook: an operation that must carry a checksum
+    (DeleteObjects) carries Content-MD5, not botocore's CRC32 default."""
+    params.setdefault("context", {})["checksum"] = {}  # (no CRC32 header or trailer)
+    body = params.get("body") or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    params.setdefault("headers", {})["Content-MD5"] = base64.b64encode(digest).decode("ascii")
+
+
+def s3_client(endpoint: str, region: str, key_id: str, secret: str, pool: int = 14) -> object:
+    """A boto3 S3 client that speaks what Wasabi accepts (see above)."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=pool,
+            s3={"addressing_style": "path"},
+            **_CHECKSUM_OPTIONS,
+        ),
+    )
+    client.meta.events.register("before-call.s3.DeleteObjects", _content_md5_for_required_checksums)
+    return client
+
+
 class Storage:
     def __init__(
         self,
@@ -178,20 +227,7 @@ class Storage:
         part_size: int = 16 * MiB,
         poll_seconds: float = 0.2,
     ) -> None:
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 5},
-                connect_timeout=10,
-                read_timeout=60,
-                max_pool_connections=max_concurrency + 4,
-                s3={"addressing_style": "path"},
-            ),
-        )
+        self.client: Any = s3_client(endpoint, region, key_id, secret, max_concurrency + 4)
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=part_size,
