@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -199,9 +200,54 @@ class ClipFactory:
             ),  # fmt: skip
         )
 
+    def cover_art_first(self) -> Path:
+        """An MP4 whose first video stream is its cover art (`attached_pic`), as
+        files tagged by iTunes-like tools are: the match is the second one."""
+
+        def make(path: Path) -> None:
+            cover = path.with_suffix(".jpg")
+            ffmpeg("-f", "lavfi", "-i", "color=red:size=320x320", "-frames:v", "1", str(cover))
+            plain = path.with_suffix(".plain.mp4")
+            ffmpeg(
+                *video_source("640x360", "25", 4), *tone(4), "-i", str(cover),
+                "-map", "0:v", "-map", "1:a", "-map", "2:v", "-c:v:0", "libx264",
+                "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:v:1", "mjpeg",
+                "-disposition:v:1", "attached_pic", "-c:a", "aac", str(plain),
+            )  # fmt: skip
+            path.write_bytes(_udta_first(plain.read_bytes()))  # the cover's stream comes first
+            plain.unlink()
+            cover.unlink()
+
+        return self._cached("cover_art_first.mp4", make)
+
     def made(self, name: str, *args: str) -> Path:
         """A clip made by one FFmpeg command (`args` without the output), cached by name."""
         return self._cached(name, lambda path: ffmpeg(*args, str(path)))
+
+
+def _atoms(data: bytes, start: int, end: int) -> list[tuple[int, int, bytes]]:
+    found, pos = [], start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if size < 8:
+            break
+        found.append((pos, size, kind))
+        pos += size
+    return found
+
+
+def _udta_first(data: bytes) -> bytes:
+    """The same MP4 with `moov/udta` (where the cover lives) moved before the
+    tracks, so demuxers number the cover's stream first. Offsets into `mdat`
+    do not move: only atoms inside `moov` change places."""
+    out = bytearray(data)
+    for pos, size, kind in _atoms(data, 0, len(data)):
+        if kind == b"moov":
+            kids = _atoms(data, pos + 8, pos + size)
+            rank = {b"mvhd": 0, b"udta": 1}
+            kids.sort(key=lambda atom: rank.get(atom[2], 2))
+            out[pos + 8 : pos + size] = b"".join(data[p : p + n] for p, n, _ in kids)
+    return bytes(out)
 
 
 # Inputs of FFmpeg's test sources, reused by the coverage clips.

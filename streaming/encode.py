@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from streaming.ffmpeg_command import (
 )
 from streaming.ffmpeg_runner import RunResult, run_ffmpeg
 from streaming.hls_output import Storyboard, VariantStats, master_playlist, measure_variant
-from streaming.input_feed import InputFeed
+from streaming.input_feed import FEED_PLACEHOLDER, InputFeed
 from streaming.ladder import Rendition
 from streaming.media_probe import MediaInfo, probe, probe_output
 from streaming.output_upload import OutputUploader
@@ -112,8 +112,11 @@ def _run_encode(
     command = transcode_command(
         st.settings.ffmpeg_bin, feed.url, st.layout, info, renditions, opts, decoder
     )
-    st.log.event("ffmpeg_started", decoder=decoder or "software", command=command)
+    # The feed's URL is the job's only key to a private match: never logged.
+    shown = [arg.replace(feed.url, FEED_PLACEHOLDER) for arg in command]
+    st.log.event("ffmpeg_started", decoder=decoder or "software", command=shown)
     result = st.run(command, on_progress)
+    result = replace(result, stderr_tail=result.stderr_tail.replace(feed.url, FEED_PLACEHOLDER))
     # A failed download cuts FFmpeg's reads short; that, not what FFmpeg made
     # of it, is the job's error. A run that failed while bytes were still on
     # their way is judged once the download has ended.

@@ -5,7 +5,8 @@ the speed it encodes, far slower. So the job does not wait for the whole
 file: the download writes into the job's `source` file (concurrent ranged
 parts through s3transfer, the end of the file first, where a camera's MP4
 keeps its index), and a loopback-only HTTP server with a random path serves
-that file to ffprobe and FFmpeg, holding back each read until its bytes have
+that file to ffprobe and FFmpeg (and to no other process: see
+`loopback_peer.py`), holding back each read until its bytes have
 landed. FFmpeg seeks with HTTP ranges, as it would in a local file.
 
 Failures stay the download's: when it fails, every waiting read ends, and
@@ -25,10 +26,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from streaming.errors import JobError
+from streaming.loopback_peer import is_own_process
 from utils.storage import MiB, ObjectMissing, Storage, StorageUnavailable
 
 HEAD_BYTES = 64 * 1024  # what a demuxer reads first
 CHUNK = 256 * 1024  # most bytes a waiting read hands FFmpeg at once
+FEED_PLACEHOLDER = "<input-feed>"  # what logs and errors show instead of the URL
 WAIT_SLICE = 0.5  # seconds between looks at `closed` while a read waits
 
 
@@ -102,6 +105,7 @@ class InputFeed:
         self.seconds: float | None = None  # how long the download took, once complete
         self._started = time.monotonic()
         self.closed = False
+        self.refused = 0  # requests from processes other than ours and our children
         token = secrets.token_urlsafe(18)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self, "/" + token))
         self._server.daemon_threads = True
@@ -252,6 +256,10 @@ def _handler_for(feed: InputFeed, path: str) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path != path:
                 self.send_error(404)
+                return
+            if not is_own_process(self.client_address[1], self.server.server_address[1]):
+                feed.refused += 1  # another process read the URL from /proc: not for it
+                self.send_error(403)
                 return
             span = _parse_range(self.headers.get("Range"), feed.size)
             if span is None:

@@ -64,6 +64,7 @@ class MediaInfo:
     field_order: str = "progressive"
     color_transfer: str = ""
     audio_channels: int = 0
+    video_stream: int = 0  # the chosen stream's index in the file (not cover art)
 
     @property
     def short_side(self) -> int:
@@ -126,6 +127,13 @@ def _display_size(video: dict[str, Any], width: int, height: int, rotation: int)
     return (height, width) if rotation in (90, 270) else (width, height)
 
 
+def _index(stream: dict[str, Any]) -> int:
+    try:
+        return max(0, int(stream.get("index") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def parse_probe(data: dict[str, Any]) -> MediaInfo:
     """ffprobe's JSON → MediaInfo; JobError when it is not a usable video."""
     streams = data.get("streams") or []
@@ -163,6 +171,7 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         field_order=str(video.get("field_order") or "progressive"),
         color_transfer=str(video.get("color_transfer") or ""),
         audio_channels=int(audios[0].get("channels") or 0) if audios else 0,
+        video_stream=_index(video),
     )
 
 
@@ -181,7 +190,7 @@ def probe(
         raise JobError("INPUT_UNSUPPORTED", f"ffprobe did not finish in {timeout:.0f}s") from None
     if result.returncode != 0:
         reason = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        message = reason[0].replace(input_guard(path)[-1], "input")
+        message = reason[0].replace(input_guard(path)[-1], "input")  # (never the feed's URL)
         raise JobError("INPUT_UNSUPPORTED", f"not a readable video: {message[:300]}")
     try:
         data = json.loads(result.stdout or "{}")

@@ -4,10 +4,13 @@ and the logs, and nothing is read or written where it must not be."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from streaming.input_feed import FEED_PLACEHOLDER
 from streaming.media_probe import FEED_URL
 from tests.support import BUCKET, World, by_type
 
@@ -66,9 +69,60 @@ def test_names_never_reach_a_shell_or_ffmpegs_parser(world: World, media, file_n
     assert world.job(upload.job_id)["state"] == "succeeded"
     command = by_type(log, "ffmpeg_started")[0]["command"]
     inputs = [command[i + 1] for i, arg in enumerate(command) if arg == "-i"]
-    assert len(inputs) == 1 and FEED_URL.fullmatch(inputs[0])  # the job's own loopback feed
+    assert inputs == [FEED_PLACEHOLDER]  # the job's own loopback feed, its URL never logged
     assert command[command.index("-protocol_whitelist") + 1] == "http,tcp"
     assert not any(file_name in arg for arg in command)
+    assert not FEED_URL.search(json.dumps(log))
+
+
+def test_a_playlist_naming_an_http_address_fetches_nothing(world: World, tmp_path) -> None:
+    """The demuxer whitelist, seen on its own: the feed is HTTP, so the
+    protocol whitelist lets `http` through, and only the refusal of the `hls`
+    demuxer keeps FFmpeg from fetching what an uploaded playlist names (on
+    ECS, the task's credentials endpoint)."""
+    hits: list[str] = []
+
+    class Counting(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    playlist = tmp_path / "playlist.mp4"
+    playlist.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n"
+        + "".join(f"#EXTINF:10,\nhttp://127.0.0.1:{port}/seg{i}.ts\n" for i in range(3))
+        + "#EXT-X-ENDLIST\n"
+    )
+    try:
+        upload = world.upload(playlist)
+        world.run_once()
+    finally:
+        server.shutdown()
+        server.server_close()
+    job = world.job(upload.job_id)
+    assert (job["state"], job["error_code"]) == ("failed", "INPUT_UNSUPPORTED")
+    assert hits == []
+    assert world.keys(upload.prefix + "streaming/") == []
+
+
+def test_cover_art_before_the_video_is_not_what_gets_encoded(world: World, media) -> None:
+    upload = world.upload(media.cover_art_first())
+
+    log = world.run_once()
+
+    job = world.job(upload.job_id)
+    assert job["state"] == "succeeded", job["error_message"]
+    assert by_type(log, "input_probed")[0]["video_stream"] == 1
+    graph = by_type(log, "ffmpeg_started")[0]["command"]
+    assert "[0:1]" in graph[graph.index("-filter_complex") + 1]
+    assert (job["result"]["source"]["width"], job["result"]["source"]["height"]) == (640, 360)
+    assert [(r["width"], r["height"]) for r in job["result"]["renditions"]][0] == (640, 360)
 
 
 def test_very_long_key_is_refused(world: World, media) -> None:

@@ -3,6 +3,8 @@ upload while it downloads, and reads nothing else."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from streaming.input_feed import InputFeed, _Landed
 from streaming.media_probe import input_guard
-from tests.support import World
+from tests.support import BUCKET, World
 from utils.storage import Storage
 
 
@@ -62,3 +64,30 @@ def test_ffmpeg_is_never_pointed_at_another_url() -> None:
         with pytest.raises(ValueError):
             input_guard(url)
     assert input_guard(Path("/job/source"))[:2] == ["-protocol_whitelist", "file"]
+
+
+FETCH = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=20).status)"
+
+
+def test_only_this_process_and_its_children_may_read_the_feed(world: World, tmp_path: Path) -> None:
+    """The URL is in FFmpeg's argv, which every account can read in /proc:
+    a process that is not ours nor our child gets nothing."""
+    data = b"x" * 4096
+    key = "orgs/o/uploads/m/raw/clip.mp4"
+    world.s3.put_object(Bucket="rugbycodex-media", Key=key, Body=data)
+    feed = InputFeed(tmp_path / "source", len(data))
+    try:
+        feed.start(Storage(world.env["WASABI_ENDPOINT"], "us-east-1", "k", "s"), BUCKET, key)
+        feed.wait_for_all(lambda: None)
+        child = subprocess.run([sys.executable, "-c", FETCH, feed.url],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert child.stdout.strip() == "200", child.stderr[-500:]
+        # A grandchild (the shell's child), standing in for another account's process.
+        stranger = subprocess.run(
+            ["sh", "-c", f'"{sys.executable}" -c "$0" "$1"; exit 0', FETCH, feed.url],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert "HTTP Error 403" in stranger.stderr, stranger.stderr[-500:]
+        assert feed.refused == 1
+    finally:
+        feed.close()
