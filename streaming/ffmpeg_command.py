@@ -112,7 +112,7 @@ def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOpti
     last = len(renditions) - 1
     graph = []
     for i, r in enumerate(renditions):
-        source = f"[0:v:0]{pre}" if i == 0 else f"[d{i - 1}]"
+        source = f"[0:{info.video_stream}]{pre}" if i == 0 else f"[d{i - 1}]"
         outs = [f"[v{i}]"] + ([f"[d{i}]"] if i < last else [])
         outs += ["[tiles]", "[poster]"] if i == 0 else []
         split = f",split={len(outs)}" if len(outs) > 1 else ""
