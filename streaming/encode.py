@@ -178,6 +178,7 @@ def _board(st: Stage, info: MediaInfo, tiles: list[Path]) -> Storyboard:
         interval,
         int(first[0].get("width") or st.settings.storyboard_tile_width),
         int(first[0].get("height") or 0),
+        tag=st.layout.tag,
     )
 
 
@@ -196,7 +197,7 @@ def make_storyboard(st: Stage, info: MediaInfo) -> Storyboard:
         result = st.run(command)
         if not result.ok:
             raise_for(st, result)
-    (layout.thumbnails / "storyboard.vtt").write_text(board.vtt(info.duration))
+    layout.storyboard_vtt.write_text(board.vtt(info.duration))
     if not layout.poster.is_file():
         shutil.copyfile(tiles[0], layout.poster)
     return board

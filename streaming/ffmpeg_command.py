@@ -8,6 +8,7 @@ the same instants and a player can switch between them cleanly.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +38,24 @@ class EncodeOptions:
     can_tonemap: bool = False  # this FFmpeg has zscale and tonemap
 
 
+def new_encode_tag() -> str:
+    """A name part unique to one encode of a video."""
+    return secrets.token_hex(4)
+
+
 @dataclass(frozen=True)
 class OutputLayout:
-    """Where one job's outputs go in its work dir."""
+    """Where one job's outputs go in its work dir.
+
+    The CDN in front of the bucket may keep a segment, a sprite or the poster
+    for ever, so their names carry the encode's `tag`: a later transcode of
+    the same video (another ladder, a replaced upload) never writes other
+    bytes under a name a viewer's cache already holds. Playlists and the
+    storyboard VTT keep fixed names and are cached for a minute only.
+    """
 
     root: Path  # uploaded as `streaming/`
+    tag: str = "0"
 
     @property
     def thumbnails(self) -> Path:
@@ -53,7 +67,15 @@ class OutputLayout:
 
     @property
     def poster(self) -> Path:
-        return self.thumbnails / "poster.jpg"
+        return self.thumbnails / f"poster_{self.tag}.jpg"
+
+    @property
+    def storyboard_vtt(self) -> Path:
+        return self.thumbnails / "storyboard.vtt"
+
+    @property
+    def sprite_pattern(self) -> Path:
+        return self.thumbnails / f"storyboard_{self.tag}_%03d.jpg"
 
     @property
     def master(self) -> Path:
@@ -63,10 +85,10 @@ class OutputLayout:
         return self.root / f"{rendition.name}.m3u8"
 
     def segment_pattern(self, rendition: Rendition) -> Path:
-        return self.root / f"{rendition.name}_%05d.ts"
+        return self.root / f"{rendition.name}_{self.tag}_%05d.ts"
 
     def first_segment(self, rendition: Rendition) -> Path:
-        return self.root / f"{rendition.name}_00000.ts"
+        return self.root / f"{rendition.name}_{self.tag}_00000.ts"
 
 
 def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
@@ -206,7 +228,7 @@ def sprite_commands(
             "-protocol_whitelist", "file", "-f", "image2", "-framerate", "1",
             "-start_number", str(first_tile), "-i", str(layout.tiles / "tile_%05d.jpg"),
             "-vf", f"tile={grid}", "-frames:v", str(sprites), "-q:v", "5", "-f", "image2",
-            "-start_number", str(first_sprite), str(layout.thumbnails / "storyboard_%03d.jpg"),
+            "-start_number", str(first_sprite), str(layout.sprite_pattern),
         ]  # fmt: skip
 
     commands = []

@@ -128,6 +128,7 @@ class Storyboard:
     tile_height: int
     columns: int = 5
     rows: int = 5
+    tag: str = "0"  # the encode's (OutputLayout.tag)
 
     @property
     def per_sprite(self) -> int:
@@ -137,9 +138,8 @@ class Storyboard:
     def sprites(self) -> int:
         return math.ceil(self.tiles / self.per_sprite)
 
-    @staticmethod
-    def sprite_name(index: int) -> str:
-        return f"storyboard_{index:03d}.jpg"
+    def sprite_name(self, index: int) -> str:
+        return f"storyboard_{self.tag}_{index:03d}.jpg"
 
     def vtt(self, duration: float) -> str:
         """One cue per tile; cues are contiguous and the last ends at `duration`."""

@@ -21,8 +21,12 @@ CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".vtt": "text/vtt",
 }
+# Viewers fetch through a CDN that keeps what it is told to. Segments,
+# sprites and the poster have names unique to their encode (OutputLayout), so
+# they may be kept for ever; playlists and the storyboard VTT keep their names
+# across re-transcodes, so a minute at most: a new stream shows up that soon.
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_PLAYLIST = "public, max-age=86400"
+CACHE_PLAYLIST = "public, max-age=60"
 SHIP_EVERY_SECONDS = 2.0
 MASTER = "index.m3u8"  # uploaded last of all
 LEGACY_PRESIGNED = "presigned/"  # the old playback function's copies: never ours

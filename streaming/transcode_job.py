@@ -31,7 +31,7 @@ from streaming.encode import (
 )
 from streaming.errors import JobAborted, JobError
 from streaming.fate import Event, Happened, Policy, decide, happened_from
-from streaming.ffmpeg_command import OutputLayout
+from streaming.ffmpeg_command import OutputLayout, new_encode_tag
 from streaming.hls_output import Storyboard, VariantStats
 from streaming.input_feed import InputFeed
 from streaming.job_dir import job_folder
@@ -191,7 +191,7 @@ def _prepare(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) -
     guard = Guard(ctx, progress, heartbeat)
     need = int(source.size * settings.disk_space_factor) + settings.disk_reserve_bytes
     job_dir = stack.enter_context(job_folder(ctx.job_dir, need))
-    layout = OutputLayout(job_dir / "out")
+    layout = OutputLayout(job_dir / "out", new_encode_tag())
     make_output_dirs(layout)
     made.uploader = stack.enter_context(
         _closing_uploader(OutputUploader(services.storage, source.bucket, layout.root, ctx.prefix))
@@ -220,7 +220,9 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
     variants = write_master(p.stage, renditions, info, encoded.streams)
     p.progress.report(p.progress.fraction, AssetStage.TRANSCODED)
     output_bytes = p.guard.timed(made, "upload", lambda: upload_outputs(ctx, p))
-    summary = _Summary(info, variants, board, encoded, made.timings, p.source.size, output_bytes)
+    summary = _Summary(
+        info, variants, board, encoded, made.timings, p.source.size, output_bytes, p.stage.layout
+    )
     return success_report(ctx, made, summary)
 
 
@@ -317,6 +319,7 @@ class _Summary:
     timings: dict[str, float]
     input_bytes: int
     output_bytes: int
+    layout: OutputLayout
 
 
 def success_report(ctx: JobContext, made: _Made, s: _Summary) -> Report:
@@ -328,9 +331,9 @@ def success_report(ctx: JobContext, made: _Made, s: _Summary) -> Report:
         "transcode_progress": 100,
         "streaming_ready": True,
         "duration_seconds": round(s.info.duration, 3),
-        "thumbnail_path": thumbs + "poster.jpg",
-        "thumbnail_sprite_path": thumbs + Storyboard.sprite_name(0),
-        "thumbnail_vtt_path": thumbs + "storyboard.vtt",
+        "thumbnail_path": thumbs + s.layout.poster.name,
+        "thumbnail_sprite_path": thumbs + s.board.sprite_name(0),
+        "thumbnail_vtt_path": thumbs + s.layout.storyboard_vtt.name,
         "thumbnail_frame_count": s.board.tiles,
         "thumbnail_interval_seconds": s.board.interval,
         "thumbnail_width": s.board.tile_width,

@@ -68,6 +68,12 @@ def decoded_duration(playlist: Path) -> float:
     return float(data["format"]["duration"])
 
 
+def _encode_tag(master: m3u8.M3U8) -> str:
+    """The encode's tag, read off a segment name (`720p_<tag>_00000.ts`)."""
+    first = m3u8.load(master.base_uri + master.playlists[0].uri).segments[0].uri
+    return first.split("_")[1]
+
+
 def check_stream(
     world: World, upload, clip: Path, tmp_path: Path, segment: int = SEGMENT
 ) -> m3u8.M3U8:
@@ -115,7 +121,8 @@ def check_stream(
         # The web app takes a sprite's size from the largest x+w, y+h it sees.
         size = ffprobe_json(local / "thumbnails" / sprite, "-show_streams")["streams"][0]
         assert (size["width"], size["height"]) == (width, height), sprite
-    assert (local / "thumbnails" / "poster.jpg").stat().st_size > 1000
+    posters = list((local / "thumbnails").glob("poster_*.jpg"))
+    assert len(posters) == 1 and posters[0].stat().st_size > 1000
     return master
 
 
@@ -142,11 +149,11 @@ def test_upload_becomes_adaptive_hls_and_rows_reach_final_states(
     assert asset["status"] == "ready" and asset["processing_stage"] == "complete"
     assert asset["streaming_ready"] is True and asset["transcode_progress"] == 100
     assert asset["duration_seconds"] == pytest.approx(8.0, abs=0.1)
-    assert asset["thumbnail_path"].endswith("/streaming/thumbnails/poster.jpg")
-    assert asset["thumbnail_vtt_path"] == upload.prefix + "streaming/thumbnails/storyboard.vtt"
-    assert asset["thumbnail_sprite_path"] == (
-        upload.prefix + "streaming/thumbnails/storyboard_000.jpg"
-    )
+    tag = _encode_tag(master)
+    thumbs = upload.prefix + "streaming/thumbnails/"
+    assert asset["thumbnail_path"] == thumbs + f"poster_{tag}.jpg"
+    assert asset["thumbnail_vtt_path"] == thumbs + "storyboard.vtt"
+    assert asset["thumbnail_sprite_path"] == thumbs + f"storyboard_{tag}_000.jpg"
     assert asset["thumbnail_frame_count"] == 2 and asset["thumbnail_interval_seconds"] == SEGMENT
     assert (asset["thumbnail_width"], asset["thumbnail_height"]) == (320, 180)
     assert world.queue_counts() == (0, 0)
@@ -210,6 +217,42 @@ def test_long_storyboard_spans_sprites_sized_to_their_tiles(
     asset = world.asset(upload.media_id)
     assert asset["thumbnail_frame_count"] == 29 and asset["thumbnail_interval_seconds"] == 2
     sprites = [k for k in world.keys(upload.prefix) if "/storyboard_" in k]
-    assert [k.rsplit("/", 1)[1] for k in sorted(sprites)] == [
+    names = [k.rsplit("/", 1)[1] for k in sorted(sprites)]
+    assert [re.sub("_[0-9a-f]{8}_", "_", name) for name in names] == [
         "storyboard_000.jpg", "storyboard_001.jpg",
     ]  # fmt: skip
+
+
+def test_a_retranscode_never_reuses_a_name_the_cdn_may_keep(
+    world: World, media, tmp_path: Path
+) -> None:
+    """Viewers fetch through a CDN that keeps objects as long as their
+    Cache-Control says: playlists a minute at most, and anything kept longer
+    has a name no later encode writes again. The legacy playback function's
+    `presigned/` copies are left alone."""
+    clip = media.h264(640, 360, 4)
+    upload = world.upload(clip)
+    assert world.run_worker().returncode == 0
+    first = set(world.keys(upload.prefix + "streaming/"))
+    legacy = upload.prefix + "streaming/presigned/index.m3u8"
+    world.s3.put_object(Bucket=BUCKET, Key=legacy, Body=b"#EXTM3U\n")
+    world.sql("UPDATE jobs SET state = 'queued' WHERE id = %s", upload.job_id)
+    world.send(upload.message())
+
+    assert world.run_worker(TRANSCODE_LADDER="360:800,180:300").returncode == 0
+
+    second = set(world.keys(upload.prefix + "streaming/")) - {legacy}
+    assert legacy in world.keys(upload.prefix + "streaming/presigned/")
+    reused = first & second
+    assert reused == {upload.prefix + "streaming/" + n for n in (
+        "index.m3u8", "360p.m3u8", "thumbnails/storyboard.vtt")}  # fmt: skip
+    for key in second:
+        head = world.s3.head_object(Bucket=BUCKET, Key=key)
+        cache = head["CacheControl"]
+        if key.endswith((".m3u8", ".vtt")):
+            assert cache == "public, max-age=60", key
+        else:
+            assert "immutable" in cache, key
+        assert head["ContentType"] != "binary/octet-stream", key
+    asset = world.asset(upload.media_id)
+    assert asset["thumbnail_path"] in second and asset["thumbnail_sprite_path"] in second

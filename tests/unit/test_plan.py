@@ -107,15 +107,15 @@ def test_probe_rejects_what_is_not_a_video() -> None:
 
 
 def test_storyboard_vtt_is_contiguous_and_inside_the_sprites() -> None:
-    board = Storyboard(tiles=27, interval=6.0, tile_width=320, tile_height=180)
+    board = Storyboard(tiles=27, interval=6.0, tile_width=320, tile_height=180, tag="a1b2")
     text = board.vtt(160.5)
     cues = [line for line in text.splitlines() if "-->" in line]
     targets = [line for line in text.splitlines() if "#xywh=" in line]
     assert len(cues) == 27 and board.sprites == 2
     assert cues[0].startswith("00:00:00.000 --> 00:00:06.000")
     assert cues[-1] == "00:02:36.000 --> 00:02:40.500"
-    assert targets[24] == "storyboard_000.jpg#xywh=1280,720,320,180"
-    assert targets[25] == "storyboard_001.jpg#xywh=0,0,320,180"
+    assert targets[24] == "storyboard_a1b2_000.jpg#xywh=1280,720,320,180"
+    assert targets[25] == "storyboard_a1b2_001.jpg#xywh=0,0,320,180"
 
 
 def test_codecs_string_from_real_stream_fields() -> None:
