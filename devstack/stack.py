@@ -168,9 +168,9 @@ def insert_upload(
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO media_assets (id, org_id, bucket, storage_path, file_name, mime_type,"
-            " file_size_bytes, status, processing_stage) VALUES"
-            " (%s, %s, %s, %s, %s, 'video/mp4', %s, 'uploaded', 'uploaded')",
-            (media_id, org_id, bucket, key, file_name, size),
+            " file_size_bytes, status, processing_stage, base_org_storage_path) VALUES"
+            " (%s, %s, %s, %s, %s, 'video/mp4', %s, 'uploaded', 'uploaded', %s)",
+            (media_id, org_id, bucket, key, file_name, size, f"orgs/{org_id}/uploads/"),
         )
         conn.execute(
             "INSERT INTO jobs (id, org_id, media_asset_id, type, state, attempt, payload)"

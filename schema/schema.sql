@@ -32,6 +32,7 @@ CREATE TABLE media_assets (
     thumbnail_interval_seconds double precision,
     thumbnail_width integer,
     thumbnail_height integer,
+    base_org_storage_path text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

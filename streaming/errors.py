@@ -11,6 +11,7 @@ PERMANENT_CODES = frozenset(
         "JOB_MISMATCH",  # message ids do not match the jobs / media_assets rows
         "ASSET_NOT_FOUND",  # no media_assets row for the job
         "INPUT_INVALID_KEY",  # storage_path/bucket outside the video's own folder
+        "STORAGE_BASE_INVALID",  # base_org_storage_path is not orgs/{org_id}/uploads/
         "INPUT_NOT_FOUND",  # the raw upload is not in storage
         "INPUT_UNSUPPORTED",  # not a video FFmpeg may read (text, image, playlist …)
         "INPUT_CORRUPT",  # a video whose data ends or breaks long before its stated end

@@ -43,7 +43,13 @@ from streaming.output_upload import OutputUploader
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from streaming.services import Services
 from streaming.settle import Report, Target, policy_of, settle
-from utils.media_paths import UnsafeKey, canonical_uuid, raw_upload_key, streaming_prefix
+from utils.media_paths import (
+    UnsafeKey,
+    canonical_uuid,
+    check_org_base,
+    raw_upload_key,
+    streaming_prefix,
+)
 from utils.observability import EventLog
 from utils.sqs_queue import Message
 from utils.states import AssetStage, AssetStatus
@@ -235,6 +241,10 @@ def locate_input(ctx: JobContext) -> Source:
         raise JobError("ASSET_NOT_FOUND", "no media_assets row for the job's media_id")
     if canonical_uuid(asset.get("org_id")) != request.org_id:
         raise JobError("JOB_MISMATCH", "the media asset belongs to another organisation")
+    try:
+        check_org_base(asset.get("base_org_storage_path"), request.org_id)
+    except UnsafeKey as exc:
+        raise JobError("STORAGE_BASE_INVALID", str(exc)) from None
     try:
         key = raw_upload_key(asset.get("storage_path"), request.org_id, request.media_id)
     except UnsafeKey as exc:

@@ -37,6 +37,16 @@ def media_prefix(org_id: str, media_id: str) -> str:
     return f"orgs/{org}/uploads/{media}/"
 
 
+def check_org_base(base: object, org_id: str) -> None:
+    """The web app roots an asset's folder at `base_org_storage_path`; we
+    write only under `orgs/{org_id}/uploads/`, so any other base is refused
+    rather than followed (or silently ignored)."""
+    expected = media_prefix(org_id, str(uuid.UUID(int=0))).rsplit("/", 2)[0] + "/"
+    if base != expected:
+        shown = repr(base)[:120] if isinstance(base, str) else type(base).__name__
+        raise UnsafeKey(f"base_org_storage_path is {shown}, not {expected!r}")
+
+
 def streaming_prefix(org_id: str, media_id: str) -> str:
     return media_prefix(org_id, media_id) + "streaming/"
 

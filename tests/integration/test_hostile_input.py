@@ -191,3 +191,22 @@ def test_hostile_message_bodies_are_rejected_once(world: World, body: str) -> No
     assert world.queue_counts() == (0, 0)
     assert world.keys("") == []
     assert BUCKET
+
+
+@pytest.mark.parametrize("base", ["orgs/{org}/archive/", "", "orgs/{other}/uploads/"])
+def test_an_asset_rooted_anywhere_else_is_refused(world: World, media, base: str) -> None:
+    upload = world.upload(media.h264(320, 180, 2), send=False)
+    rooted = base.format(org=upload.org_id, other=uuid.uuid4())
+    world.sql("UPDATE media_assets SET base_org_storage_path = %s WHERE id = %s", rooted,
+              upload.media_id)  # fmt: skip
+    world.send(upload.message())
+
+    log = world.run_once()
+
+    job = world.job(upload.job_id)
+    assert (job["state"], job["error_code"]) == ("failed", "STORAGE_BASE_INVALID")
+    assert "base_org_storage_path" in job["error_message"]
+    assert world.asset(upload.media_id)["status"] == "failed"
+    assert by_type(log, "job_failed")[0]["severity"] == "error"
+    assert world.keys(upload.prefix + "streaming/") == []
+    assert world.queue_counts() == (0, 0)

@@ -6,7 +6,13 @@ import uuid
 
 import pytest
 
-from utils.media_paths import UnsafeKey, cleanup_prefix, media_prefix, raw_upload_key
+from utils.media_paths import (
+    UnsafeKey,
+    check_org_base,
+    cleanup_prefix,
+    media_prefix,
+    raw_upload_key,
+)
 
 ORG, MEDIA = str(uuid.uuid4()), str(uuid.uuid4())
 RAW = f"orgs/{ORG}/uploads/{MEDIA}/raw/match.mp4"
@@ -66,3 +72,15 @@ def test_cleanup_prefix_is_exactly_the_videos_folder() -> None:
 def test_cleanup_prefix_refuses_anything_else(path: object, media: str) -> None:
     with pytest.raises(UnsafeKey):
         cleanup_prefix(path, media)
+
+
+def test_only_the_org_uploads_folder_is_an_accepted_base() -> None:
+    org = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    check_org_base(f"orgs/{org}/uploads/", org)
+    for base in (
+        f"orgs/{org}/uploads", f"orgs/{org}/", f"orgs/{org}/uploads/../", "", None, 7,
+        f"orgs/{org.upper()}/uploads/", f"orgs/{org}/archive/", f"/orgs/{org}/uploads/",
+        "orgs/00000000-0000-0000-0000-000000000000/uploads/",
+    ):  # fmt: skip
+        with pytest.raises(UnsafeKey):
+            check_org_base(base, org)
