@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streaming.errors import JobError
 from streaming.fate import (
     ClaimVerdict,
     Event,
@@ -19,13 +20,16 @@ from streaming.fate import (
     Verdict,
     crash_looping,
     read_claim,
+    rerun_reason,
 )
 from streaming.job_record import Attempts, JobView, asset_repair, lease_record, read_job
 from streaming.messages import TranscodeRequest
 from streaming.services import Services
 from streaming.settle import Target
+from streaming.upload_source import upload_location
 from utils.sqs_queue import Message
 from utils.states import JobState
+from utils.storage import ObjectMissing, StorageUnavailable
 from utils.supabase_db import DatabaseRejected, DatabaseUnavailable
 
 CLAIM_TRIES = 3  # a claim that loses a race reads the job again
@@ -54,6 +58,8 @@ def claim(services: Services, request: TranscodeRequest, message: Message, polic
         return _claim(services, request, message, policy)
     except (DatabaseUnavailable, DatabaseRejected) as exc:
         return Claim(Event(Happened.UNAVAILABLE, "DATABASE_UNAVAILABLE", str(exc)))
+    except StorageUnavailable as exc:  # (asked only of a re-sent failed job)
+        return Claim(Event(Happened.UNAVAILABLE, "STORAGE_UNAVAILABLE", str(exc)))
 
 
 def _read(services: Services, job_id: str) -> JobView | None:
@@ -66,8 +72,9 @@ def _claim(
 ) -> Claim:
     ids = (request.org_id, request.media_id)
     job = _read(services, request.job_id)
+    rerun = _rerun(services, request, job)
     for _ in range(CLAIM_TRIES):
-        verdict = read_claim(job, ids, message.message_id, message.receive_count, policy)
+        verdict = read_claim(job, ids, message.message_id, message.receive_count, policy, rerun)
         if verdict.verdict not in (Verdict.CLAIM, Verdict.TAKE_OVER):
             return _settled_before_work(services, request, job, verdict)
         assert job is not None and job.state is not None
@@ -80,6 +87,21 @@ def _claim(
             return _held(request, attempt, verdict.attempts, policy)
         job = _read(services, request.job_id)  # another worker changed it first
     return Claim(Event(Happened.UNAVAILABLE, None, "the job kept changing under the claim"))
+
+
+def _rerun(services: Services, request: TranscodeRequest, job: JobView | None) -> str | None:
+    """For a failed job sent again: why it runs again, or None (fate.rerun_reason)."""
+    if job is None or job.state is not JobState.FAILED:
+        return None
+    if job.result.get("gave_up") is True:
+        return rerun_reason(job, None)
+    try:
+        asset = services.db.get_asset(request.media_id)
+        bucket, key = upload_location(asset, request, services.settings.common.bucket_name)
+        upload = services.storage.stat(bucket, key)
+    except (JobError, ObjectMissing):
+        return None  # still no usable upload: the failure stands
+    return rerun_reason(job, upload)
 
 
 def _held(request: TranscodeRequest, attempt: int, attempts: Attempts, policy: Policy) -> Claim:

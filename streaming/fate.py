@@ -7,6 +7,7 @@ Two decisions, each a table with a unit test per row (tests/unit/test_fate.py):
 | the job                                        | verdict   |
 |------------------------------------------------|-----------|
 | no row / ids or type do not match              | REJECT    |
+| failed, re-sent, and `rerun_reason` says why   | as queued, a fresh budget |
 | succeeded, failed, canceled (or unknown state) | SKIP      |
 | running, lease fresh, another message holds it | DUPLICATE |
 | running, lease fresh, this message (or none recorded) holds it | WAIT until stale |
@@ -37,11 +38,11 @@ import enum
 from dataclasses import dataclass, field
 
 from streaming.errors import JobAborted, JobError
-from streaming.job_record import Attempts, JobView
+from streaming.job_record import Attempts, JobView, parse_time
 from streaming.retry_policy import needs_fresh_copy, retry_backoff
 from utils.sqs_queue import QueueUnavailable, ReceiptInvalid
 from utils.states import JobState
-from utils.storage import StorageUnavailable
+from utils.storage import ObjectStat, StorageUnavailable
 from utils.supabase_db import DatabaseRejected, DatabaseUnavailable
 
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit
@@ -79,14 +80,41 @@ class ClaimVerdict:
     attempts: Attempts = field(default_factory=Attempts)
 
 
+def rerun_reason(job: JobView, upload: ObjectStat | None) -> str | None:
+    """Why a failed job that is sent again deserves another run, or None.
+
+    The web app re-sends the same job, left `failed`, when a user retries an
+    upload. It runs again when the failure was not the input's (it gave up
+    after transient errors), or when the upload it judged was replaced since
+    (`upload`: the object now; a job failed before this record existed is
+    judged on the object's time against the failure's). An unchanged upload
+    that failed for its own sake (or a crash loop) is not run again.
+    """
+    if job.state is not JobState.FAILED:
+        return None
+    if job.result.get("gave_up") is True:
+        return "re-sent after giving up on transient errors"
+    if upload is None:
+        return None
+    seen = job.result.get("upload")
+    if isinstance(seen, dict):
+        changed = upload.identity() != seen
+    else:
+        modified = parse_time(upload.modified)
+        changed = bool(modified and job.finished_at and modified > job.finished_at)
+    return "re-sent with a replaced upload" if changed else None
+
+
 def read_claim(
     job: JobView | None,
     ids: tuple[str, str],
     message_id: str,
     receive_count: int,
     policy: Policy,
+    rerun: str | None = None,
 ) -> ClaimVerdict:
-    """`ids` is the message's (org_id, media_id)."""
+    """`ids` is the message's (org_id, media_id); `rerun`, why a failed job
+    runs again (`rerun_reason`)."""
     if job is None:
         return ClaimVerdict(Verdict.REJECT, "JOB_NOT_FOUND", "no jobs row for job_id")
     if (job.org_id, job.media_id) != ids or job.type != "transcode":
@@ -94,6 +122,10 @@ def read_claim(
             Verdict.REJECT, "JOB_MISMATCH",
             "org_id/media_id/type of the message do not match the jobs row",
         )  # fmt: skip
+    if job.state is JobState.FAILED and rerun is not None:
+        if needs_fresh_copy(receive_count, policy.max_receive_count):
+            return ClaimVerdict(Verdict.REFRESH, None, "few receives left: a fresh copy first")
+        return ClaimVerdict(Verdict.CLAIM, None, rerun)  # a fresh budget: a new try
     if job.state is None or job.state.final:
         state = job.state.value if job.state else "in an unknown state"
         return ClaimVerdict(Verdict.SKIP, None, f"job already {state}")
@@ -173,6 +205,7 @@ class Settlement:
     code: str | None = None
     reason: str = ""
     attempts: Attempts = field(default_factory=Attempts)
+    gave_up: bool = False  # failed after transient errors only: not the input's fault
     # When `write` did not land: what to do with the message instead.
     fallback: tuple[Sqs, int] = (Sqs.LEAVE, 0)
 
@@ -181,7 +214,7 @@ def _retry(event: Event, policy: Policy) -> Settlement:
     attempts = event.attempts.with_failure()
     if attempts.failed >= policy.max_attempts:
         reason = f"gave up after {attempts.failed} failed attempts: {event.reason}"
-        return _fail(Event(Happened.FAILED, event.code, reason, attempts), policy)
+        return _fail(Event(Happened.FAILED, event.code, reason, attempts), policy, gave_up=True)
     delay = min(retry_backoff(attempts.failed, policy.backoff_seconds), MAX_DELAY_SECONDS)
     return Settlement(
         "retry", Write.REQUEUE, Sqs.RESEND, delay, code=event.code, reason=event.reason,
@@ -189,10 +222,10 @@ def _retry(event: Event, policy: Policy) -> Settlement:
     )  # fmt: skip
 
 
-def _fail(event: Event, policy: Policy) -> Settlement:
+def _fail(event: Event, policy: Policy, gave_up: bool = False) -> Settlement:
     return Settlement(
         "failed", Write.FAIL, Sqs.DELETE, remove_outputs=True, severity="error",
-        code=event.code, reason=event.reason, attempts=event.attempts,
+        code=event.code, reason=event.reason, attempts=event.attempts, gave_up=gave_up,
         fallback=(Sqs.RESEND, policy.after_stale),
     )  # fmt: skip
 

@@ -6,6 +6,12 @@ holds the worker's record of it:
     {"lease": {"message_id": "<SQS id>", "worker": "<name>"},
      "attempts": {"failed": 1, "crashed": 0}}
 
+A job failed for good keeps what the failure was judged on, so a re-sent
+job can tell a replaced upload from the same one (streaming/fate.py):
+
+    {"attempts": {...}, "error_code": "INPUT_UNSUPPORTED", "gave_up": false,
+     "upload": {"size": 120, "etag": "…", "modified": "2026-…"}}
+
 `lease.message_id` names the one message that guarantees the job while it
 runs: any other message for a live-leased job is a true duplicate. The
 attempt counts are what the retry budget is judged on, so a deploy restart or
@@ -51,6 +57,7 @@ class JobView:
     attempts: Attempts
     lease_age: float  # seconds since the last lease write, on the database's clock
     result: dict[str, Any]
+    finished_at: datetime | None = None
 
 
 def _count(value: object) -> int:
@@ -71,14 +78,22 @@ def _holder(record: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 200 else None
 
 
+def parse_time(value: object) -> datetime | None:
+    """A timestamp from a row or a store (ISO 8601, with its zone), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def _age(updated_at: object, now: datetime) -> float:
     """Seconds since `updated_at`; unreadable reads as long ago (so a broken
     row never holds a job for ever)."""
-    try:
-        touched = datetime.fromisoformat(str(updated_at).replace("Z", "+00:00"))
-        return max(0.0, (now - touched).total_seconds())
-    except (TypeError, ValueError):
-        return float("inf")
+    touched = parse_time(updated_at)
+    return float("inf") if touched is None else max(0.0, (now - touched).total_seconds())
 
 
 def _state(value: object) -> JobState | None:
@@ -102,7 +117,19 @@ def read_job(row: dict[str, Any], now: datetime) -> JobView:
         attempts=_attempts(record),
         lease_age=_age(row.get("updated_at"), now),
         result=record,
+        finished_at=parse_time(row.get("finished_at")),
     )
+
+
+def failure_record(
+    code: str | None, gave_up: bool, upload: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a failed-for-good job keeps: its code, whether it only gave up
+    after transient errors, and the upload it was judged on (if one was seen)."""
+    record: dict[str, Any] = {"error_code": code, "gave_up": gave_up}
+    if upload is not None:
+        record["upload"] = upload
+    return record
 
 
 def lease_record(message_id: str, worker: str, attempts: Attempts) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streaming.fate import Policy, Settlement, Sqs, Write
-from streaming.job_record import lease_record
+from streaming.job_record import failure_record, lease_record
 from streaming.services import Services
 from utils.config import TranscoderSettings
 from utils.observability import EventLog
@@ -61,6 +61,7 @@ class Report:
     written: tuple[str, ...] = ()  # the storage keys this attempt uploaded
     result: dict[str, Any] | None = None  # success: the job's summary
     asset: dict[str, Any] | None = None  # success, or a repair: the asset's fields
+    upload: dict[str, Any] | None = None  # the upload's identity, as the attempt saw it
     extra: dict[str, Any] = field(default_factory=dict)  # for the log line
 
 
@@ -168,7 +169,8 @@ def _pair(
         return (lambda: db.requeue_job(*job, record)), ASSET_REQUEUED
     if plan.write is Write.FAIL:
         error = (plan.code or "WORKER_ERROR", plan.reason)
-        return (lambda: db.fail_job(*job, error, {**record, "error_code": plan.code})), ASSET_FAILED
+        failure = failure_record(plan.code, plan.gave_up, report.upload)
+        return (lambda: db.fail_job(*job, error, {**record, **failure})), ASSET_FAILED
     if plan.write is Write.SUCCEED:
         result = {**(report.result or {}), **record, "asset": report.asset or {}}
         return (lambda: db.succeed_job(*job, result)), report.asset

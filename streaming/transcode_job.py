@@ -43,17 +43,12 @@ from streaming.output_upload import OutputUploader
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from streaming.services import Services
 from streaming.settle import Report, Target, policy_of, settle
-from utils.media_paths import (
-    UnsafeKey,
-    canonical_uuid,
-    check_org_base,
-    raw_upload_key,
-    streaming_prefix,
-)
+from streaming.upload_source import upload_location
+from utils.media_paths import streaming_prefix
 from utils.observability import EventLog
 from utils.sqs_queue import Message
 from utils.states import AssetStage, AssetStatus
-from utils.storage import ObjectMissing
+from utils.storage import ObjectMissing, ObjectStat
 from utils.visibility_heartbeat import VisibilityHeartbeat
 
 T = TypeVar("T")
@@ -83,7 +78,11 @@ class JobContext:
 class Source:
     bucket: str
     key: str
-    size: int
+    stat: ObjectStat
+
+    @property
+    def size(self) -> int:
+        return self.stat.size
 
 
 @dataclass
@@ -91,12 +90,13 @@ class _Made:
     """What the attempt has made so far: read by its settlement, even after a failure."""
 
     bucket: str = ""
+    upload: dict[str, Any] | None = None  # the upload's identity, once seen
     uploader: OutputUploader | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> Report:
         written = self.uploader.written_keys() if self.uploader else ()
-        return Report(bucket=self.bucket, written=written)
+        return Report(bucket=self.bucket, written=written, upload=self.upload)
 
 
 def handle_message(services: Services, message: Message, log: EventLog) -> str:
@@ -189,7 +189,7 @@ class _Prepared:
 def _prepare(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) -> _Prepared:
     services, settings = ctx.services, ctx.services.settings
     source = locate_input(ctx)
-    made.bucket = source.bucket
+    made.bucket, made.upload = source.bucket, source.stat.identity()
     progress = Progress(services.db, ctx.target, settings.progress_write_seconds, ctx.log)
     if not progress.flush(force=True):  # the asset shows `transcoding` from now on
         raise JobAborted("another worker took the job over", lost=True)
@@ -233,33 +233,18 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
 
 
 def locate_input(ctx: JobContext) -> Source:
-    """The upload's bucket, key and size, refused unless it is inside the
+    """The upload's bucket, key and identity, refused unless it is inside the
     video's own folder in BUCKET_NAME."""
-    request, db = ctx.request, ctx.services.db
-    asset = db.get_asset(request.media_id)
-    if asset is None:
-        raise JobError("ASSET_NOT_FOUND", "no media_assets row for the job's media_id")
-    if canonical_uuid(asset.get("org_id")) != request.org_id:
-        raise JobError("JOB_MISMATCH", "the media asset belongs to another organisation")
+    request, settings = ctx.request, ctx.services.settings
+    asset = ctx.services.db.get_asset(request.media_id)
+    bucket, key = upload_location(asset, request, settings.common.bucket_name)
     try:
-        check_org_base(asset.get("base_org_storage_path"), request.org_id)
-    except UnsafeKey as exc:
-        raise JobError("STORAGE_BASE_INVALID", str(exc)) from None
-    try:
-        key = raw_upload_key(asset.get("storage_path"), request.org_id, request.media_id)
-    except UnsafeKey as exc:
-        raise JobError("INPUT_INVALID_KEY", str(exc)) from None
-    allowed = ctx.services.settings.common.bucket_name
-    bucket = asset.get("bucket") or allowed
-    if not bucket or (allowed and bucket != allowed):
-        raise JobError("INPUT_INVALID_KEY", f"bucket {str(bucket)[:64]!r} is not BUCKET_NAME")
-    try:
-        size = ctx.services.storage.size_of(bucket, key)
+        stat = ctx.services.storage.stat(bucket, key)
     except ObjectMissing:
         raise JobError("INPUT_NOT_FOUND", f"the upload is not in storage: {key}") from None
-    if size == 0:
+    if stat.size == 0:
         raise JobError("INPUT_UNSUPPORTED", "the upload is empty (0 bytes)")
-    return Source(bucket, key, size)
+    return Source(bucket, key, stat)
 
 
 @contextmanager

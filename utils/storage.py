@@ -51,6 +51,18 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class ObjectStat:
+    """What tells one version of an object from another (size, ETag, time)."""
+
+    size: int
+    etag: str
+    modified: str  # ISO 8601, the store's clock
+
+    def identity(self) -> dict[str, object]:
+        return {"size": self.size, "etag": self.etag, "modified": self.modified}
+
+
+@dataclass(frozen=True)
 class Upload:
     path: Path
     key: str
@@ -241,13 +253,18 @@ class Storage:
             common.wasabi_endpoint, common.wasabi_region, common.wasabi_key, common.wasabi_secret
         )
 
-    def size_of(self, bucket: str, key: str) -> int:
-        """Size in bytes of one object (HEAD)."""
+    def stat(self, bucket: str, key: str) -> ObjectStat:
+        """Size, ETag and modification time of one object (HEAD)."""
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, f"s3://{bucket}/{key}") from exc
-        return int(head["ContentLength"])
+        modified = head.get("LastModified")
+        return ObjectStat(
+            int(head["ContentLength"]),
+            str(head.get("ETag") or "").strip('"'),
+            modified.isoformat() if hasattr(modified, "isoformat") else str(modified or ""),
+        )
 
     def batch(self, what: str, on_bytes: Callable[[int], None] | None = None) -> TransferBatch:
         """Concurrent transfers that run while the caller does other work."""

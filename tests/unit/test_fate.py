@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timezone
+
 import pytest
 
 from streaming.errors import JobAborted, JobError
@@ -16,12 +19,13 @@ from streaming.fate import (
     decide,
     happened_from,
     read_claim,
+    rerun_reason,
 )
 from streaming.job_record import Attempts, JobView
 from streaming.retry_policy import needs_fresh_copy
 from utils.sqs_queue import QueueUnavailable, ReceiptInvalid
 from utils.states import JobState
-from utils.storage import StorageUnavailable
+from utils.storage import ObjectStat, StorageUnavailable
 from utils.supabase_db import DatabaseUnavailable
 
 # Production values: heartbeat 240 s / extension 300 s, stale after 270 s, redrive after 3.
@@ -189,3 +193,59 @@ def test_giving_up_says_how_often_it_tried() -> None:
 def test_happened_from(exc: Exception, happened: Happened, code: str | None) -> None:
     event = happened_from(exc, A)
     assert (event.happened, event.code, event.attempts) == (happened, code, A)
+
+
+SEEN = {"size": 120, "etag": "abc", "modified": "2026-11-30T10:00:00+00:00"}
+FAILED_AT = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+
+
+def failed(result: dict) -> JobView:
+    return replace(job(JobState.FAILED), result=result, finished_at=FAILED_AT)
+
+
+RERUN_ROWS = [
+    # (name, the failed job's record, the upload now) -> runs again?
+    ("gave up after transient errors", {"gave_up": True}, None, True),
+    ("the input's fault, same upload", {"upload": SEEN}, ObjectStat(120, "abc", SEEN["modified"]),
+     False),
+    ("the input's fault, replaced upload", {"upload": SEEN},
+     ObjectStat(9000, "def", "2026-11-30T11:00:00+00:00"), True),
+    ("the input's fault, upload gone", {"upload": SEEN}, None, False),
+    ("no record, upload older than the failure", {},
+     ObjectStat(120, "abc", "2026-11-30T10:00:00+00:00"), False),
+    ("no record, upload newer than the failure", {},
+     ObjectStat(120, "abc", "2026-11-30T10:06:00+00:00"), True),
+    ("no record, unreadable time", {}, ObjectStat(120, "abc", "yesterday"), False),
+    ("a crash loop, same upload", {"error_code": "WORKER_CRASHED", "gave_up": False,
+     "upload": SEEN}, ObjectStat(120, "abc", SEEN["modified"]), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "record, upload, runs", [row[1:] for row in RERUN_ROWS], ids=[row[0] for row in RERUN_ROWS]
+)
+def test_a_re_sent_failed_job_runs_again_only_when_worth_it(
+    record: dict, upload: ObjectStat | None, runs: bool
+) -> None:
+    view = failed(record)
+    reason = rerun_reason(view, upload)
+    assert (reason is not None) is runs
+    verdict = read_claim(view, IDS, OTHER, 1, POLICY, reason)
+    assert verdict.verdict is (Verdict.CLAIM if runs else Verdict.SKIP)
+    if runs:
+        assert verdict.attempts == NONE_YET  # a new try gets the whole budget
+        assert read_claim(view, IDS, OTHER, 3, POLICY, reason).verdict is Verdict.REFRESH
+
+
+def test_only_a_failed_job_is_ever_run_again() -> None:
+    for state in (JobState.SUCCEEDED, JobState.CANCELED):
+        view = replace(job(state), result={"gave_up": True})
+        assert rerun_reason(view, None) is None
+
+
+def test_giving_up_is_recorded_as_not_the_inputs_fault() -> None:
+    tired = Attempts(failed=POLICY.max_attempts - 1)
+    plan = decide(Event(Happened.TRANSIENT, "STORAGE_UNAVAILABLE", "x", tired), 1, POLICY)
+    assert (plan.write, plan.gave_up) == (Write.FAIL, True)
+    plan = decide(Event(Happened.FAILED, "INPUT_UNSUPPORTED", "x"), 1, POLICY)
+    assert (plan.write, plan.gave_up) == (Write.FAIL, False)
