@@ -172,3 +172,40 @@ def test_dead_axiom_is_reported_at_most_once_a_minute() -> None:
     log.close(timeout=5)
     assert shipper.dropped == 50 and shipper.sent == 0
     assert len(reports) == 1  # five failed batches, one report
+
+
+def test_the_upload_functions_late_uploaded_write_heals_within_one_interval(
+    world: World, media
+) -> None:
+    """The upload-completion function writes `processing_stage = 'uploaded'`
+    after it sends the message (CONTRACT.md section 1), so it can land on top
+    of a fast worker's `transcoding`: the next progress write puts it back."""
+    upload = world.upload(media.h264(1280, 720, 30))
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "--once"],
+        env={**world.base_env(), **world.env, "PROGRESS_WRITE_SECONDS": "1",
+             "TRANSCODE_PRESET": "veryfast"},  # fmt: skip
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while world.asset(upload.media_id)["transcode_progress"] < 15:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        world.sql(
+            "UPDATE media_assets SET processing_stage = 'uploaded', status = 'uploaded'"
+            " WHERE id = %s",
+            upload.media_id,
+        )  # the late write of the upload-completion function
+        raced = time.monotonic()
+        while world.asset(upload.media_id)["processing_stage"] == "uploaded":
+            # One interval (1 s) is what it takes; 10 s leaves room for a loaded machine.
+            assert time.monotonic() - raced < 10, "not healed by the next progress writes"
+            time.sleep(0.05)
+        healed = world.asset(upload.media_id)
+        assert healed["processing_stage"] in ("transcoding", "transcoded", "complete")
+        assert healed["status"] in ("processing", "ready")
+    finally:
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert world.asset(upload.media_id)["processing_stage"] == "complete"
