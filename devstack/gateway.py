@@ -10,7 +10,8 @@ shapes:
   `or=(…)` / `and=(…)` trees, `order=col.asc|desc[.nullsfirst|nullslast]`,
   `limit`, `offset`;
 - `POST` (insert, JSON object or array), `PATCH` (update) and `DELETE`, with
-  `Prefer: return=representation|minimal`;
+  `Prefer: return=representation|minimal`; an upsert is a `POST` with
+  `on_conflict=cols` and `Prefer: resolution=merge-duplicates`;
 - errors as `{"code", "message", "details", "hint"}` with PostgREST's status
   mapping (22xxx/23502 → 400, 23505 → 409, 42P01 → 404, the rest 500);
 - the `apikey` / `Authorization: Bearer` check against one configured key.
@@ -196,6 +197,19 @@ def error_status(sqlstate: str) -> int:
     return 500
 
 
+def upsert_clause(params: dict[str, str], prefer: str, columns: list[str]) -> sql.Composable:
+    """PostgREST's upsert: `on_conflict=a,b` with `resolution=merge-duplicates`
+    updates the conflicting row's sent columns (`ignore-duplicates`: leaves it)."""
+    targets = [c.strip() for c in params.get("on_conflict", "").split(",") if c.strip()]
+    if not targets or "resolution=" not in prefer:
+        return sql.SQL("")
+    conflict = sql.SQL(", ").join(ident(c) for c in targets)
+    if "resolution=ignore-duplicates" in prefer:
+        return sql.SQL("ON CONFLICT ({}) DO NOTHING").format(conflict)
+    sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(c)) for c in columns)
+    return sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(conflict, sets)
+
+
 class Gateway:
     """The gateway's state: database, key, and the faults the tests inject."""
 
@@ -292,8 +306,9 @@ class Gateway:
                 args.append(json.dumps(rows))
                 statement = sql.SQL(
                     "INSERT INTO {t} ({cols}) SELECT {pick} FROM "
-                    "json_populate_recordset(NULL::{t}, %s::json) AS r RETURNING {t}.*"
-                ).format(t=target, cols=column_list, pick=pick)
+                    "json_populate_recordset(NULL::{t}, %s::json) AS r {upsert} RETURNING {t}.*"
+                ).format(t=target, cols=column_list, pick=pick,
+                         upsert=upsert_clause(params, prefer, columns))  # fmt: skip
         elif method == "DELETE":
             statement = sql.SQL("DELETE FROM {} WHERE {} RETURNING *").format(
                 target, where_clause(query, args)

@@ -121,7 +121,7 @@ class PostgresCluster:
 
     def truncate(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("TRUNCATE jobs, media_assets, media_cleanup_jobs")
+            conn.execute("TRUNCATE jobs, media_assets, media_cleanup_jobs, compute_devices")
 
 
 class MotoServer:

@@ -68,6 +68,30 @@ CREATE TABLE media_cleanup_jobs (
 CREATE INDEX media_cleanup_jobs_pending ON media_cleanup_jobs (created_at)
     WHERE processed_at IS NULL;
 
+-- The admin dashboard's device list: one row per machine, upserted by name.
+CREATE TYPE compute_device_status AS ENUM ('online', 'offline', 'degraded');
+
+CREATE TABLE compute_devices (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name text NOT NULL UNIQUE,
+    hostname text,
+    device_type text DEFAULT 'jetson_orin',
+    status compute_device_status NOT NULL DEFAULT 'offline',
+    last_heartbeat_at timestamptz,
+    cpu_cores integer,
+    memory_total_mb integer,
+    memory_used_mb integer,
+    cpu_utilization numeric,
+    gpu_utilization numeric,
+    temperature_c numeric,
+    gpu_model text,
+    cuda_version text,
+    jetpack_version text,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- No triggers: the live schema shows none (CONTRACT.md), so nothing moves
 -- updated_at on its own. The workers write it themselves, from the
 -- database's clock ('now()'), wherever it serves as a lease.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from streaming.device_report import Health
 from utils.config import TranscoderSettings
 from utils.sqs_queue import WorkQueue
 from utils.storage import Storage
@@ -22,3 +23,4 @@ class Services:
     stop: threading.Event
     filters: frozenset[str] = frozenset({"zscale", "tonemap"})
     notifier: Notifier = field(default_factory=lambda: Notifier({}))
+    health: Health = field(default_factory=Health)  # for the device list's status

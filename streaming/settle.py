@@ -85,6 +85,7 @@ def settle(
 ) -> str:
     """Apply `plan`; returns the outcome as applied (`lost` when a write found
     the job taken over)."""
+    services.health.outcome(plan.outcome, plan.code)
     if plan.remove_outputs and target is not None and report.written:
         _remove_outputs(target, report, services, log)
     if plan.write is Write.HAND_OVER and target is not None:

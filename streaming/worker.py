@@ -12,8 +12,10 @@ import argparse
 import subprocess
 import threading
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from streaming.device_report import DeviceReporter
 from streaming.fate import Event, Happened, decide
 from streaming.job_dir import clean_work_dir
 from streaming.services import Services
@@ -113,6 +115,7 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
         try:
             message = poll(services, log)
         except QueueUnavailable as exc:
+            services.health.failed("SQS", str(exc))
             failures += 1
             delay = min(MAX_POLL_BACKOFF, 2**failures)
             log.event("poll_failed", "warning", error=str(exc)[:300], retry_in_seconds=delay)
@@ -122,6 +125,7 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
             services.notifier.wait(services.stop, delay)
             continue
         failures = 0
+        services.health.ok("SQS")
         if message is None:
             if once:
                 return EXIT_OK
@@ -132,6 +136,19 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
     services.notifier.stopping()
     log.event("worker_stopping")
     return EXIT_OK
+
+
+def device_report(services: Services, log: EventLog) -> AbstractContextManager[object]:
+    """The admin dashboard's device row, kept while the daemon runs (only
+    where RC_DEVICE_NAME names the machine: ECS tasks come and go unlisted)."""
+    settings = services.settings
+    if not settings.device_name:
+        return nullcontext()
+    return DeviceReporter(
+        Database(settings.common.supabase_url, settings.common.supabase_key, timeout=5.0),
+        settings.device_name, settings.device_report_seconds, services.health,
+        settings.work_dir, settings.disk_reserve_bytes, log,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             ladder=[f"{r.height}p@{r.video_kbps}k" for r in settings.ladder],
         )
         try:
-            return run_loop(services, log, once=options.once)
+            with device_report(services, log):
+                return run_loop(services, log, once=options.once)
         finally:
             log.close()

@@ -84,6 +84,8 @@ class TranscoderSettings:
     ffmpeg_bin: str
     ffprobe_bin: str
     hw_decode: str
+    device_name: str | None = None  # RC_DEVICE_NAME: this machine's row in compute_devices
+    device_report_seconds: int = 20
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,8 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         ffmpeg_bin=read.raw("FFMPEG_BIN") or "ffmpeg",
         ffprobe_bin=read.raw("FFPROBE_BIN") or "ffprobe",
         hw_decode=read.choice("HW_DECODE", "auto", ("auto", "off")),
+        device_name=read.raw("RC_DEVICE_NAME"),
+        device_report_seconds=read.integer("DEVICE_HEARTBEAT_SECONDS", 20, 1, 30),
     )
 
 

@@ -238,6 +238,13 @@ class Database:
         }
         return self._write_held(job_id, attempt, fields, "succeed job")
 
+    def upsert_device(self, fields: Row) -> None:
+        """The admin dashboard's row for this machine, by its unique `name`."""
+        self._run(
+            self.client.table("compute_devices").upsert(fields, on_conflict="name"),
+            "upsert compute device",
+        )
+
     def update_asset(self, asset_id: str, fields: Row) -> None:
         self._run(
             self.client.table("media_assets").update(fields).eq("id", asset_id),
