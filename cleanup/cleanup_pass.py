@@ -19,7 +19,7 @@ from typing import Any
 from utils.config import CleanupSettings
 from utils.media_paths import UnsafeKey, cleanup_prefix
 from utils.observability import EventLog
-from utils.storage import Storage, StorageUnavailable, StoredObject
+from utils.storage import Storage, StorageDenied, StorageUnavailable, StoredObject
 from utils.supabase_db import Database, DatabaseRejected, DatabaseUnavailable
 from utils.systemd_notify import Notifier
 
@@ -82,12 +82,14 @@ class Cleaner:
 
     def run_pass(self) -> PassSummary:
         summary = PassSummary()
+        self._versioned.clear()  # asked once per pass: an operator may turn it on meanwhile
         self.log.event("pass_started", dry_run=self.dry_run)
         try:
             self._all_rows(summary)
         except (DatabaseUnavailable, DatabaseRejected, StorageUnavailable) as exc:
             summary.pass_error = str(exc)[:500]
-            self.log.event("pass_failed", "warning", error=summary.pass_error)
+            severity = "error" if isinstance(exc, StorageDenied) else "warning"
+            self.log.event("pass_failed", severity, error=summary.pass_error)
         severity = "info" if summary.ok else "warning"
         self.log.event("pass_finished", severity, dry_run=self.dry_run, **summary.fields())
         return summary
@@ -123,16 +125,24 @@ class Cleaner:
         log = self.log.bind(cleanup_job_id=row.get("id"), media_asset_id=row.get("media_asset_id"))
         try:
             prefix = cleanup_prefix(row.get("storage_path"), row.get("media_asset_id"))
-            bucket = self._bucket(row)
         except UnsafeKey as exc:
             return self._refuse(row, f"refused: {exc}", log)
+        try:
+            bucket = self._bucket(row)
+        except UnsafeKey as exc:  # our configuration's doing: the row waits for a fix
+            message = f"not deleted: {exc}"
+            self._note(row, message, log)
+            log.event("row_retry", "error", prefix=prefix, error=message)
+            return RowResult.RETRY
         if self.dry_run:
             return self._plan(bucket, prefix, summary, log)
         try:
             deleted, remaining, stopped = self._delete_folder(bucket, prefix)
         except StorageUnavailable as exc:
             self._note(row, f"storage unavailable: {str(exc)[:300]}", log)
-            log.event("row_retry", "warning", prefix=prefix, error=str(exc)[:300])
+            # Denied rights do not pass on their own: an operator must see them.
+            severity = "error" if isinstance(exc, StorageDenied) else "warning"
+            log.event("row_retry", severity, prefix=prefix, error=str(exc)[:300])
             return RowResult.RETRY
         summary.objects_deleted += deleted
         if stopped:

@@ -130,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if rule is not None and rule.action == "status":
-            payload = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
+            code = {403: "AccessDenied", 404: "NoSuchKey"}.get(rule.status, "ServiceUnavailable")
+            payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
             self.send_response(rule.status)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(payload)))

@@ -88,9 +88,14 @@ def cleanup_prefix(storage_path: object, media_asset_id: object) -> str:
     media = canonical_uuid(media_asset_id)
     if media is None:
         raise UnsafeKey(f"media_asset_id is not a UUID: {media_asset_id!r}")
-    if not isinstance(storage_path, str):
+    if not isinstance(storage_path, str) or not storage_path:
         raise UnsafeKey("storage_path is empty")
-    segments = _check_segments(storage_path)
+    # Only the four folder segments choose what goes; the file name after them
+    # may hold any character the upload had (it is never used as a key).
+    segments = storage_path.split("/")
+    if any(seg in ("", ".", "..") for seg in segments[:-1]):
+        raise UnsafeKey("storage_path has an empty, '.' or '..' folder segment")
+    _check_segments("/".join(segments[:4]))
     if len(segments) < 4 or segments[0] != "orgs" or segments[2] != "uploads":
         raise UnsafeKey(
             f"storage_path is not orgs/{{org}}/uploads/{{media}}/…: {storage_path[:200]!r}"

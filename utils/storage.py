@@ -34,6 +34,11 @@ class StorageUnavailable(Exception):
     """Storage failed in a way that may pass: network, 5xx, throttling."""
 
 
+class StorageDenied(StorageUnavailable):
+    """The store refused our credentials or rights (AccessDenied, a bad key):
+    it will not pass on its own, an operator has to act."""
+
+
 class ObjectMissing(Exception):
     """The object does not exist (or is not readable as one)."""
 
@@ -105,9 +110,20 @@ def _is_missing(exc: ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket") or status == 404
 
 
+_DENIED = (
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "403",
+    "AllAccessDisabled",
+)
+
+
 def _translate(exc: Exception, what: str) -> Exception:
     if isinstance(exc, ClientError) and _is_missing(exc):
         return ObjectMissing(what)
+    if isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code")) in _DENIED:
+        return StorageDenied(f"{what}: access denied: {str(exc)[:300]}")
     return StorageUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
 

@@ -51,6 +51,9 @@ def test_media_prefix_needs_uuids() -> None:
 
 def test_cleanup_prefix_is_exactly_the_videos_folder() -> None:
     assert cleanup_prefix(RAW, MEDIA) == f"orgs/{ORG}/uploads/{MEDIA}/"
+    for name in ("m\x01tch.mp4", "a\\b.mp4", "ünïcode 🏉.mp4", "x" * 2000):
+        odd = f"orgs/{ORG}/uploads/{MEDIA}/raw/{name}"  # only the folder segments matter
+        assert cleanup_prefix(odd, MEDIA) == f"orgs/{ORG}/uploads/{MEDIA}/"
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,9 @@ def test_cleanup_prefix_is_exactly_the_videos_folder() -> None:
         (f"orgs/not-a-uuid/uploads/{MEDIA}/raw/a.mp4", MEDIA),
         (f"orgz/{ORG}/uploads/{MEDIA}/raw/a.mp4", MEDIA),
         (f"orgs/{ORG}/uploads/{MEDIA}-copy/raw/a.mp4", MEDIA),
+        (f"orgs/{ORG}/uploads/{MEDIA}\x01/raw/a.mp4", MEDIA),
+        (f"orgs/{ORG}/uploads/{MEDIA}/raw/../../a.mp4", MEDIA),
+        (f"orgs/{ORG}//uploads/{MEDIA}/raw/a.mp4", MEDIA),
     ],
 )
 def test_cleanup_prefix_refuses_anything_else(path: object, media: str) -> None:
