@@ -22,9 +22,10 @@ def _read_by(function: ast.AST) -> set[str]:
     """Names passed to `read.<anything>(...)` inside one loader."""
     found = set()
     for node in ast.walk(function):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "read"):  # fmt: skip
-            found |= {a.value for a in node.args
+        func = node.func if isinstance(node, ast.Call) else None
+        target = func.value if isinstance(func, ast.Attribute) else None
+        if isinstance(target, ast.Name) and target.id == "read":
+            found |= {a.value for a in node.args  # type: ignore[union-attr]
                       if isinstance(a, ast.Constant) and isinstance(a.value, str)
                       and NAME.match(a.value)}  # fmt: skip
     return found
