@@ -11,12 +11,26 @@ import argparse
 from datetime import datetime, timedelta, timezone
 
 from cleanup.cleanup_pass import Cleaner
-from utils.config import load_at_startup, load_cleanup_settings
+from utils.config import CleanupSettings, load_at_startup, load_cleanup_settings
 from utils.observability import build_event_log
+from utils.preflight import Check, check_supabase, check_wasabi, report, run_checks
 from utils.shutdown import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, stop_on_signals
 from utils.storage import Storage
 from utils.supabase_db import Database
 from utils.systemd_notify import Notifier
+
+
+def cleanup_checks(settings: CleanupSettings) -> list[Check]:
+    common = settings.common
+    every = f"a pass every {settings.interval_seconds} s, {settings.page_size} rows a page"
+    return [
+        Check("config", lambda: every),
+        check_supabase(
+            Database(common.supabase_url, common.supabase_key, timeout=8.0),
+            ("media_cleanup_jobs",),
+        ),
+        check_wasabi(Storage.from_settings(common), common.bucket_name),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         "--dry-run", action="store_true",
         help="list each row's folder and object count; change nothing",
     )  # fmt: skip
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check the configuration, Wasabi and Supabase; change nothing; "
+        "exit 1 naming what is broken",
+    )  # fmt: skip
     options = parser.parse_args(argv)
     settings = load_at_startup(load_cleanup_settings)
     if settings is None:
         return EXIT_CONFIG
+    if options.check:
+        return report(run_checks(cleanup_checks(settings), settings.common.secrets()))
     log = build_event_log("cleanup", settings.common)
     notifier = Notifier()
     with stop_on_signals() as stop:

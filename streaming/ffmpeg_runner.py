@@ -196,3 +196,20 @@ def run_ffmpeg(
         return RunResult(proc.returncode, _tail(err_path), stalled, time.monotonic() - started)
     finally:
         os.unlink(err_path)
+
+
+def ffmpeg_components(ffmpeg: str, kind: str) -> frozenset[str]:
+    """Names this FFmpeg build lists under `-decoders` or `-filters`."""
+    try:
+        result = subprocess.run(
+            [ffmpeg, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    names = set()
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        # " V..... h264_nvv4l2dec  …" (decoders, encoders), " TS. zscale  V->V  …" (filters)
+        if len(parts) >= 2 and 3 <= len(parts[0]) <= 6 and set(parts[0]) <= set("VASDFTCXBI.|"):
+            names.add(parts[1])
+    return frozenset(names)

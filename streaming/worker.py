@@ -9,7 +9,6 @@ is flushed and the process exits 0.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import threading
 import traceback
 from contextlib import AbstractContextManager, nullcontext
@@ -17,12 +16,15 @@ from typing import Any
 
 from streaming.device_report import DeviceReporter
 from streaming.fate import Event, Happened, decide
+from streaming.ffmpeg_runner import ffmpeg_components
 from streaming.job_dir import clean_work_dir
+from streaming.preflight import transcoder_checks
 from streaming.services import Services
 from streaming.settle import Report, policy_of, settle
 from streaming.transcode_job import handle_message
 from utils.config import load_at_startup, load_transcoder_settings
 from utils.observability import EventLog, build_event_log
+from utils.preflight import report, run_checks
 from utils.shutdown import EXIT_CONFIG, EXIT_OK, stop_on_signals
 from utils.sqs_queue import Message, QueueUnavailable, WorkQueue
 from utils.storage import Storage
@@ -32,23 +34,6 @@ from utils.systemd_notify import Notifier
 POLL_SECONDS = 20
 MAX_POLL_BACKOFF = 60
 STOP_GRACE_SECONDS = 1.0
-
-
-def ffmpeg_components(ffmpeg: str, kind: str) -> frozenset[str]:
-    """Names this FFmpeg build lists under `-decoders` or `-filters`."""
-    try:
-        result = subprocess.run(
-            [ffmpeg, "-hide_banner", f"-{kind}"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return frozenset()
-    names = set()
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        # " V..... h264_nvv4l2dec  …" (decoders), " TS. zscale  V->V  …" (filters)
-        if len(parts) >= 2 and 3 <= len(parts[0]) <= 6 and set(parts[0]) <= set("VASDFTCXBI.|"):
-            names.add(parts[1])
-    return frozenset(names)
 
 
 def poll(services: Services, log: EventLog) -> Message | None:
@@ -157,10 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         description="Transcode queued uploads into adaptive HLS (SQS → Wasabi → FFmpeg).",
     )
     parser.add_argument("--once", action="store_true", help="handle at most one message, then exit")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check the configuration, SQS, Wasabi, Supabase, FFmpeg and the work dir; "
+        "touch no job; exit 1 naming what is broken",
+    )  # fmt: skip
     options = parser.parse_args(argv)
     settings = load_at_startup(load_transcoder_settings)
     if settings is None:
         return EXIT_CONFIG
+    if options.check:
+        return report(run_checks(transcoder_checks(settings), settings.common.secrets()))
     log = build_event_log("transcode", settings.common)
     with stop_on_signals() as stop:
         services = Services(

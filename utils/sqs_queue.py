@@ -96,6 +96,12 @@ class WorkQueue:
         except BotoCoreError as exc:
             raise QueueUnavailable(f"{operation}: {type(exc).__name__}: {exc}") from exc
 
+    def depth(self) -> tuple[int, int]:
+        """(waiting, in flight) messages: reaches the queue, touches none."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes = self._call("get_queue_attributes", AttributeNames=names)["Attributes"]
+        return tuple(int(attributes.get(n, 0)) for n in names)  # type: ignore[return-value]
+
     def delete(self, message: Message) -> None:
         self._call("delete_message", ReceiptHandle=message.receipt_handle)
 

@@ -113,6 +113,10 @@ class Database:
 
     # --- transcode jobs and media assets -------------------------------------
 
+    def peek(self, table: str) -> None:
+        """Read one row's id of `table` (raises if it cannot): `--check`."""
+        self._run(self.client.table(table).select("id").limit(1), f"read {table}")
+
     def get_job(self, job_id: str) -> Row | None:
         return self._one("jobs", job_id)
 
