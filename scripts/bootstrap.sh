@@ -18,6 +18,7 @@ fi
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # unit checks in the tests
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)        # clock-jump test
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)              # scripts/deploy.sh
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   as_root apt-get update -qq
