@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,25 @@ from pathlib import Path
 from streaming.errors import JobAborted, JobError
 from utils.media_paths import canonical_uuid
 from utils.observability import EventLog
+
+
+def work_dir_problem(work_dir: Path) -> str | None:
+    """Why the work dir cannot be used (made, written), or None.
+
+    Under the unit's sandbox (`ProtectSystem=strict`) only the private /tmp
+    is writable unless the unit says otherwise: a work dir moved to a bigger
+    disk needs `ReadWritePaths=` too (DEPLOYMENT.md), and without it every job
+    would fail; so start-up refuses it with this line instead."""
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=work_dir, prefix=".writable-"):
+            pass
+    except OSError as exc:
+        return (
+            f"TRANSCODE_WORK_DIR {work_dir} is not writable ({exc.strerror or exc}); "
+            "under systemd the unit must allow it: ReadWritePaths= (DEPLOYMENT.md)"
+        )
+    return None
 
 
 def clean_work_dir(work_dir: Path, log: EventLog) -> int:

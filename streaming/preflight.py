@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 
 from streaming.ffmpeg_runner import ffmpeg_components
+from streaming.job_dir import work_dir_problem
 from utils.config import TranscoderSettings
 from utils.preflight import Check, CheckFailed, check_supabase, check_wasabi
 from utils.sqs_queue import QueueUnavailable, WorkQueue
@@ -52,12 +52,9 @@ def _check_ffmpeg(settings: TranscoderSettings) -> Check:
 def _check_work_dir(settings: TranscoderSettings) -> Check:
     def run() -> str:
         folder = settings.work_dir
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
-                pass
-        except OSError as exc:
-            raise CheckFailed(f"{folder} is not writable: {exc.strerror or exc}") from None
+        problem = work_dir_problem(folder)
+        if problem:
+            raise CheckFailed(problem)
         free = shutil.disk_usage(folder).free
         return f"{folder} writable, {free / 1024**3:.1f} GB free"
 

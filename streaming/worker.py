@@ -9,6 +9,7 @@ is flushed and the process exits 0.
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import traceback
 from contextlib import AbstractContextManager, nullcontext
@@ -17,7 +18,7 @@ from typing import Any
 from streaming.device_report import DeviceReporter
 from streaming.fate import Event, Happened, decide
 from streaming.ffmpeg_runner import ffmpeg_components
-from streaming.job_dir import clean_work_dir
+from streaming.job_dir import clean_work_dir, work_dir_problem
 from streaming.preflight import transcoder_checks
 from streaming.services import Services
 from streaming.settle import Report, policy_of, settle
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if options.check:
         return report(run_checks(transcoder_checks(settings), settings.common.secrets()))
+    problem = work_dir_problem(settings.work_dir)
+    if problem:
+        print(f"configuration error: {problem}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     log = build_event_log("transcode", settings.common)
     with stop_on_signals() as stop:
         services = Services(

@@ -179,3 +179,62 @@ def test_sigterm_mid_job_returns_within_ten_seconds_via_wait_for_event(world: Wo
     assert proc.returncode == 0 and took < 10
     assert world.job(upload.job_id)["state"] == "queued"
     assert world.asset(upload.media_id)["processing_stage"] == "uploaded"
+
+
+def test_a_work_dir_the_sandbox_would_not_let_it_write_is_refused_at_start(
+    world: World, tmp_path: Path
+) -> None:
+    """Under `ProtectSystem=strict` a work dir moved to another disk without
+    `ReadWritePaths=` is read-only: one clear line and exit 78 (not restarted),
+    instead of a daemon that fails every job. (Root writes anywhere here, so a
+    path under a file stands in for the read-only one.)"""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    run = world.run_worker("--once", TRANSCODE_WORK_DIR=str(blocked / "transcode"))
+    assert run.returncode == 78
+    assert "TRANSCODE_WORK_DIR" in run.stderr and "ReadWritePaths=" in run.stderr
+
+
+# What of the unit's [Service] section `systemd-run` can apply to a test run:
+# the sandbox, not the service's identity, paths of the Jetson or its lifecycle.
+NOT_FOR_A_TEST_RUN = (
+    "Type", "NotifyAccess", "User", "Group", "SupplementaryGroups", "WorkingDirectory",
+    "EnvironmentFile", "Environment", "ExecStart", "Restart", "RestartSec",
+    "RestartPreventExitStatus", "KillSignal", "TimeoutStartSec", "TimeoutStopSec",
+    "WatchdogSec", "BindReadOnlyPaths",
+)  # fmt: skip
+
+
+def unit_sandbox(unit: str) -> list[str]:
+    section, found = "", []
+    for line in (ROOT / unit).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key = line.split("=", 1)[0]
+            if key not in NOT_FOR_A_TEST_RUN:
+                found += ["-p", line]
+    return found
+
+
+def test_the_worker_and_ffmpeg_run_under_the_units_sandbox(world: World, media) -> None:
+    """The unit's own sandbox settings, applied by systemd to a real job."""
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemd-run") is None:
+        pytest.skip("no running systemd here: the unit's sandbox cannot be applied")
+    upload = world.upload(media.h264(320, 180, 2))
+    readable = sorted({str(ROOT), sys.prefix, sys.base_prefix})
+    env = {**world.base_env(), **world.env, "TRANSCODE_WORK_DIR": "/tmp/transcode"}
+    command = [
+        "systemd-run", "--wait", "--pipe", "--collect", "--quiet",
+        *unit_sandbox("rugbycodex-transcoder-sqs.service"),
+        "-p", "BindReadOnlyPaths=" + " ".join(readable),
+        *[f"--setenv={k}={v}" for k, v in env.items()],
+        sys.executable, str(WORKER), "--once",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert world.job(upload.job_id)["state"] == "succeeded"
+    moved = [*command[:-3], "--setenv=TRANSCODE_WORK_DIR=/var/tmp/rugbycodex-work", *command[-3:]]
+    refused = subprocess.run(moved, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 78 and "ReadWritePaths=" in refused.stderr
