@@ -32,3 +32,12 @@ fi
 echo "==> pip install -r requirements-dev.txt"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+# The lowest versions requirements.txt allows (what an old Jetson may run):
+# a venv of their own, for tests/acceptance/test_floors.py.
+if [ ! -x .venv-floors/bin/python ]; then
+  echo "==> creating .venv-floors"
+  python3 -m venv .venv-floors
+fi
+echo "==> pip install -r requirements-floors.txt (into .venv-floors)"
+.venv-floors/bin/python -m pip install -q --disable-pip-version-check -r requirements-floors.txt

@@ -8,6 +8,7 @@ is `devstack/`. No test module imports another.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +459,39 @@ def _rate(text: str | None) -> float:
         return float(top) / float(bottom or 1)
     except (ValueError, ZeroDivisionError):
         return 0.0
+
+
+# --- a stand-in for Axiom ---------------------------------------------------------
+
+
+class FakeAxiom(BaseHTTPRequestHandler):
+    """Axiom's ingest endpoint: keeps the gzipped NDJSON events it is sent."""
+
+    received: list[dict[str, Any]]
+    hold: threading.Event
+    paths: list[str]
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self.hold.wait(30)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        lines = gzip.decompress(body).decode().splitlines()
+        self.received.extend(json.loads(line) for line in lines)
+        self.paths.append(self.path)
+        answer = json.dumps({"ingested": len(lines), "failed": 0, "failures": [],
+                             "processedBytes": len(body), "blocksCreated": 0,
+                             "walLength": 0}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+def axiom_server(hold: threading.Event) -> tuple[ThreadingHTTPServer, type[FakeAxiom]]:
+    handler = type("Axiom", (FakeAxiom,), {"received": [], "hold": hold, "paths": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, handler

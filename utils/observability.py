@@ -14,6 +14,7 @@ the serialised line, so no field can leak them by accident.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import queue
@@ -77,7 +78,9 @@ class AxiomShipper:
         from axiom_py import Client
         from requests.adapters import HTTPAdapter, Retry
 
-        self.client = Client(token=token, url=url)
+        # axiom-py 0.9 (the floor) names the endpoint `url_base`; later ones `url`.
+        takes_url = "url" in inspect.signature(Client.__init__).parameters
+        self.client = Client(token=token, **{"url" if takes_url else "url_base": url})
         # axiom-py retries 3 times with 4 s and 8 s pauses; one quick retry is
         # enough for a log sink, and keeps the flush at stop short.
         quick = HTTPAdapter(max_retries=Retry(total=1, backoff_factor=0.5,

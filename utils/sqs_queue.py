@@ -64,13 +64,24 @@ class WorkQueue:
             ),
         )
 
+    def _receive_count_argument(self) -> dict[str, list[str]]:
+        """How this botocore asks for the receive count: `MessageSystemAttributeNames`
+        since 1.34.101, `AttributeNames` before (SQS takes both)."""
+        members = self.client.meta.service_model.operation_model("ReceiveMessage").input_shape
+        name = (
+            "MessageSystemAttributeNames"
+            if "MessageSystemAttributeNames" in members.members
+            else "AttributeNames"
+        )
+        return {name: ["ApproximateReceiveCount"]}
+
     def receive(self, wait_seconds: int = 20) -> Message | None:
         try:
             answer = self.client.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=1,
                 WaitTimeSeconds=wait_seconds,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                **self._receive_count_argument(),
             )
         except (ClientError, BotoCoreError) as exc:
             raise QueueUnavailable(f"receive: {type(exc).__name__}: {exc}") from exc

@@ -20,7 +20,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError, S3UploadFailedError
+from s3transfer import exceptions as s3transfer_errors
+from s3transfer.exceptions import RetriesExceededError, S3UploadFailedError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
@@ -127,9 +128,10 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StorageUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
-_TRANSFER_ERRORS = (
+# (S3DownloadFailedError came with s3transfer 0.10; the floor's 0.9 has none.)
+_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
     ClientError, BotoCoreError, OSError, RetriesExceededError, S3UploadFailedError,
-    S3DownloadFailedError,
+    *filter(None, [getattr(s3transfer_errors, "S3DownloadFailedError", None)]),
 )  # fmt: skip
 
 

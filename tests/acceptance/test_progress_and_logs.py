@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from devstack.stack import free_port
-from tests.support import ROOT, WORKER, World, events
+from tests.support import ROOT, WORKER, World, axiom_server, events
 from utils.observability import AxiomShipper, EventLog
 
 
@@ -78,41 +74,10 @@ def test_unreachable_sqs_while_polling_is_logged_and_survived(world: World) -> N
     assert failed and failed[0]["severity"] == "warning"
 
 
-class _FakeAxiom(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-    hold: threading.Event
-    paths: list[str]
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        self.hold.wait(30)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        lines = gzip.decompress(body).decode().splitlines()
-        self.received.extend(json.loads(line) for line in lines)
-        self.paths.append(self.path)
-        answer = json.dumps({"ingested": len(lines), "failed": 0, "failures": [],
-                             "processedBytes": len(body), "blocksCreated": 0,
-                             "walLength": 0}).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-
-def _axiom_server(hold: threading.Event) -> tuple[ThreadingHTTPServer, type[_FakeAxiom]]:
-    handler = type("Axiom", (_FakeAxiom,), {"received": [], "hold": hold, "paths": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, handler
-
-
 def test_events_reach_axiom_in_batches_with_the_query_fields() -> None:
     ready = threading.Event()
     ready.set()
-    server, handler = _axiom_server(ready)
+    server, handler = axiom_server(ready)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     shipper = AxiomShipper("xaat-test-token", "rugbycodex-logs", url, flush_seconds=0.2)
     log = EventLog("transcode", environment="jetson", worker="w", stream=io.StringIO(),
@@ -132,7 +97,7 @@ def test_events_reach_axiom_in_batches_with_the_query_fields() -> None:
 
 def test_stuck_axiom_never_blocks_logging_and_close_is_bounded() -> None:
     hold = threading.Event()  # the fake Axiom answers nothing until released
-    server, handler = _axiom_server(hold)
+    server, handler = axiom_server(hold)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     stream = io.StringIO()
     shipper = AxiomShipper("xaat-test-token", "ds", url, flush_seconds=0.1, max_buffer=100)
