@@ -19,6 +19,9 @@ python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # unit checks in the tests
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)        # clock-jump test
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)              # scripts/deploy.sh
+# The web app's players, played in headless Chromium (tests/players.py).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   as_root apt-get update -qq
@@ -32,6 +35,13 @@ fi
 echo "==> pip install -r requirements-dev.txt"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+# hls.js and Shaka Player at the web app's versions (tests/player/package-lock.json).
+if [ ! -d tests/player/node_modules/shaka-player ] \
+   || [ tests/player/package-lock.json -nt tests/player/node_modules/.package-lock.json ]; then
+  echo "==> npm ci (tests/player: hls.js, shaka-player)"
+  (cd tests/player && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The lowest versions requirements.txt allows (what an old Jetson may run):
 # a venv of their own, for tests/acceptance/test_floors.py.

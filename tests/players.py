@@ -1,0 +1,103 @@
+"""The web app's players, for real: hls.js 1.5 and Shaka Player 4.16 (npm,
+`tests/player/`) in Debian's headless Chromium, playing a finished stream
+from a loopback server the way viewers play it from the CDN (relative URIs
+resolved against each playlist), every variant forced once.
+
+Used by the playback tests; `play()` returns what the page reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.support import ROOT, require
+
+PLAYER_DIR = ROOT / "tests" / "player"
+PLAYERS = ("hls", "shaka")
+
+
+def browser() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(found is not None, "chromium is not installed (scripts/bootstrap.sh)")
+    require((PLAYER_DIR / "node_modules" / "hls.js").is_dir()
+            and (PLAYER_DIR / "node_modules" / "shaka-player").is_dir(),
+            "the players are not installed (npm ci in tests/player)")  # fmt: skip
+    return str(found)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """The page and the players from tests/player, the stream under /stream/."""
+
+    stream: Path
+    results: list[dict[str, Any]]
+    done: threading.Event
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def translate_path(self, path: str) -> str:
+        clean = path.split("?", 1)[0]
+        if clean.startswith("/stream/"):
+            return str(self.stream / clean[len("/stream/") :])
+        return super().translate_path(path)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.results.append(json.loads(body or b"{}"))
+        self.send_response(204)
+        self.end_headers()
+        self.done.set()
+
+
+def play(stream: Path, player: str, at: list[float] = (), timeout: float = 180) -> dict[str, Any]:
+    """Play `stream/index.m3u8` with `player` ("hls" or "shaka")."""
+    chromium = browser()
+    done = threading.Event()
+    handler = type("Handler", (_Handler,), {"stream": stream, "results": [], "done": done})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(PLAYER_DIR)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    times = ",".join(f"{t:.3f}" for t in at)
+    url = (f"http://127.0.0.1:{server.server_address[1]}/player.html"
+           f"?player={player}&src=/stream/index.m3u8&at={times}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.Popen(
+            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-quic", "--mute-audio", "--autoplay-policy=no-user-gesture-required",
+             f"--user-data-dir={profile}", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            finished = done.wait(timeout)
+        finally:
+            proc.kill()
+            _, stderr = proc.communicate(timeout=30)
+            server.shutdown()
+            server.server_close()
+    assert finished, f"the {player} page never reported; chromium said: {stderr[-1500:]}"
+    return handler.results[0]
+
+
+def assert_plays(stream: Path, at: list[float] = ()) -> dict[str, dict[str, Any]]:
+    """Both players play every variant (across each time in `at`) without an
+    error; returns their reports."""
+    reports = {}
+    for player in PLAYERS:
+        report = play(stream, player, at)
+        assert report["errors"] == [], (player, report["errors"])
+        assert len(report["levels"]) >= 1, report
+        expected = len(report["levels"]) * max(1, len(at))
+        assert len(report["played"]) == expected, (player, report["played"])
+        for run in report["played"]:
+            assert run["frames"] > 0, (player, run)
+            assert run["seen_height"] == run["expected_height"], (player, run)
+        reports[player] = report
+    return reports
