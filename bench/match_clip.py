@@ -6,7 +6,7 @@ sideline camera, with film grain and a few small "players" and a "ball"
 moving across it, plus crowd-like pink noise. Much harder for an encoder
 than testsrc2's flat colours, and closer to what coaches upload.
 
-    .venv/bin/python bench/match_clip.py out.mp4 --seconds 60 [--size 1920x1080]
+    .venv/bin/python bench/match_clip.py out.mp4 --seconds 60 [--size 1920x1080] [--grain 25]
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devstack.clips import ffmpeg  # noqa: E402
 
 
-def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps: int = 30) -> Path:
+def make_match_clip(
+    out: Path, seconds: float = 60, size: str = "1920x1080", fps: int = 30, grain: int = 5
+) -> Path:
+    """`grain` is the strength of the temporal noise (FFmpeg's `noise=alls=`):
+    5 is a clean broadcast-like picture; 20-30 the grain of a club's camera
+    in evening light, where a low rendition loses the most detail."""
     width, height = (int(v) for v in size.split("x"))
     pitch_w, pitch_h = int(width * 1.4), int(height * 1.3)
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +58,7 @@ def make_match_clip(out: Path, seconds: float = 60, size: str = "1920x1080", fps
         ffmpeg(
             "-loop", "1", "-framerate", str(fps), "-i", str(pitch),
             "-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.08",
-            "-filter_complex", f"[0:v]{pan},noise=alls=5:allf=t,{players},format=yuv420p[v]",
+            "-filter_complex", f"[0:v]{pan},noise=alls={grain}:allf=t,{players},format=yuv420p[v]",
             "-map", "[v]", "-map", "1:a", "-t", str(seconds), "-c:v", "libx264",
             "-preset", "veryfast", "-crf", "20", "-maxrate", "10M", "-bufsize", "20M",
             "-c:a", "aac", "-b:a", "128k", str(out), timeout=None,
@@ -66,8 +71,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--grain", type=int, default=5, help="noise strength (5 clean, 25 grainy)")
     options = parser.parse_args()
-    make_match_clip(options.out, options.seconds, options.size)
+    make_match_clip(options.out, options.seconds, options.size, grain=options.grain)
 
 
 if __name__ == "__main__":
