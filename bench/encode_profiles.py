@@ -58,7 +58,7 @@ def our_command(source: Path, out: Path, variant: Variant, seconds: float) -> tu
     layout = OutputLayout(out / "streaming")
     layout.thumbnails.mkdir(parents=True)
     layout.tiles.mkdir()
-    options = EncodeOptions(variant.preset, variant.crf, 128, 6, 320)
+    options = EncodeOptions(variant.preset, variant.crf, 128, 6, 320, x264_params=variant.params)
     command = transcode_command("ffmpeg", source, layout, info, renditions, options, None)
     command[command.index("-i") : command.index("-i")] = ["-t", str(seconds)]
     return command, renditions[0].name
@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument(
         "--variants",
-        default="jetson; jetson ladder=1080:2000,540:700 crf=23; quality",
+        default="jetson; jetson ladder=720:2000,360:500 crf=21 params=; quality",
         help="profiles to run, separated by ';', each optionally with ladder=, crf=, preset=",
     )
     options = parser.parse_args()
@@ -177,16 +177,18 @@ class Variant:
     ladder: str
     crf: int
     preset: str
+    params: str
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """`jetson` or `jetson ladder=1080:2000,540:700 crf=23`."""
+        """`jetson` or `jetson ladder=720:2000,360:500 crf=21 params=` (x264 params)."""
         profile, *overrides = text.split()
         chosen = PROFILES[profile]
         values = dict(item.split("=", 1) for item in overrides)
         ladder = values.get("ladder", chosen.ladder)
         crf = int(values.get("crf", chosen.crf))
-        return cls(profile, ladder, crf, values.get("preset", chosen.preset))
+        preset = values.get("preset", chosen.preset)
+        return cls(profile, ladder, crf, preset, values.get("params", chosen.x264_params))
 
     def renditions(self, source: Path) -> list[Rendition]:
         info = probe("ffprobe", source)

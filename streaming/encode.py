@@ -98,7 +98,7 @@ def _options(st: Stage) -> EncodeOptions:
     s = st.settings
     return EncodeOptions(
         s.x264_preset, s.x264_crf, s.audio_kbps, s.segment_seconds, s.storyboard_tile_width,
-        can_tonemap={"zscale", "tonemap"} <= st.filters,
+        can_tonemap={"zscale", "tonemap"} <= st.filters, x264_params=s.x264_params,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ class EncodeOptions:
     segment_seconds: int
     tile_width: int
     can_tonemap: bool = False  # this FFmpeg has zscale and tonemap
+    x264_params: str = ""  # the profile's `-x264-params`, if any
 
 
 def new_encode_tag() -> str:
@@ -169,6 +170,8 @@ def _rendition_output(
         "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
         "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
     ]  # fmt: skip
+    if opts.x264_params:
+        command += ["-x264-params", opts.x264_params]
     if info.hdr and opts.can_tonemap:
         command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
     if info.has_audio:

@@ -68,6 +68,7 @@ class TranscoderSettings:
     ladder: tuple[Rung, ...]
     x264_preset: str
     x264_crf: int
+    x264_params: str
     audio_kbps: int
     segment_seconds: int
     storyboard_tile_width: int
@@ -209,16 +210,19 @@ class Profile:
     ladder: str
     preset: str
     crf: int
+    x264_params: str = ""  # beyond the preset (x264's own `key=value:…`)
 
 
 PROFILES = {
-    # The Orin Nano: six A78AE cores, no hardware encoder. The live setup
-    # spends ~2 Mbit/s on 1080p with x264 ultrafast, which cannot hold 1080p
-    # detail at that rate; the same bits at 720p (CRF 21, capped) reproduce
-    # the source at least as faithfully (SSIM measured at 1080p) for less
-    # than half the encoder work, which pays for a 360p rung for phones on
-    # mobile data. bench/RESULTS.md has the figures.
-    "jetson": Profile("720:2000,360:500", "ultrafast", 21),
+    # The Orin Nano: six A78AE cores, no hardware encoder. Coaches see 1080p
+    # today (the live setup: one 1080p rendition, x264 ultrafast at 2 Mbit/s),
+    # so the top rung is the source's own 1080p, plus 540p for phones on
+    # mobile data. ultrafast with CABAC and the deblocking filter turned back
+    # on: for ~10 % more encoder time, a clearly better picture per bit, so
+    # the 1080p rung holds at least the live output's SSIM with fewer bits,
+    # and the whole job (both rungs, storyboard, poster) still takes less
+    # time than the live transcode plus its storyboard pass. bench/RESULTS.md.
+    "jetson": Profile("1080:1900,540:600", "ultrafast", 23, "cabac=1:deblock=1"),
     # Machines with headroom (ECS, a desktop): a fuller ladder, better per bit.
     "quality": Profile("1080:5000,720:2800,480:1400,360:800", "medium", 21),
 }
@@ -274,6 +278,7 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         ),
         x264_preset=read.choice("TRANSCODE_PRESET", profile.preset, X264_PRESETS),
         x264_crf=read.integer("TRANSCODE_CRF", profile.crf, 0, 51),
+        x264_params=profile.x264_params,
         audio_kbps=read.integer("TRANSCODE_AUDIO_KBPS", 128, 32, 512),
         segment_seconds=segment,
         storyboard_tile_width=read.integer("STORYBOARD_TILE_WIDTH", 320, 64, 1280),

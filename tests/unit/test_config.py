@@ -26,8 +26,9 @@ def test_defaults_match_the_seed() -> None:
     assert settings.heartbeat_interval_seconds == 240
     assert settings.heartbeat_extension_seconds == 300
     assert settings.max_receive_count == 3
-    assert settings.profile == "jetson" and settings.ladder == (Rung(720, 2000), Rung(360, 500))
-    assert settings.x264_preset == "ultrafast"
+    assert settings.profile == "jetson" and settings.ladder == (Rung(1080, 1900), Rung(540, 600))
+    assert (settings.x264_preset, settings.x264_crf) == ("ultrafast", 23)
+    assert settings.x264_params == "cabac=1:deblock=1"
     quality = load_transcoder_settings({**BASE, "TRANSCODE_PROFILE": "quality"})
     assert quality.ladder[-1] == Rung(360, 800) and quality.x264_preset == "medium"
     mixed = load_transcoder_settings(
