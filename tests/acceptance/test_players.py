@@ -44,4 +44,4 @@ def test_both_players_play_every_variant_across_segment_boundaries(
     reports = assert_plays(local, at=[6.0, 12.0])
 
     for report in reports.values():
-        assert sorted(level["height"] for level in report["levels"]) == [360, 720]
+        assert sorted(level["height"] for level in report["levels"]) == [540, 720]

@@ -136,7 +136,7 @@ def test_upload_becomes_adaptive_hls_and_rows_reach_final_states(
 
     assert run.returncode == 0, run.stderr
     master = check_stream(world, upload, clip, tmp_path)
-    assert sorted(p.stream_info.resolution for p in master.playlists) == [(640, 360), (1280, 720)]
+    assert sorted(p.stream_info.resolution for p in master.playlists) == [(960, 540), (1280, 720)]
     for variant in master.playlists:
         assert variant.stream_info.codecs.endswith(",mp4a.40.2")
     job = world.job(upload.job_id)
@@ -144,7 +144,7 @@ def test_upload_becomes_adaptive_hls_and_rows_reach_final_states(
     assert job["attempt"] == 2 and job["finished_at"] is not None
     assert job["error_code"] is None
     assert job["result"]["decoder"] == "software" and job["result"]["ffmpeg_runs"] == 1
-    assert {r["name"] for r in job["result"]["renditions"]} == {"720p", "360p"}
+    assert {r["name"] for r in job["result"]["renditions"]} == {"720p", "540p"}
     asset = world.asset(upload.media_id)
     assert asset["status"] == "ready" and asset["processing_stage"] == "complete"
     assert asset["streaming_ready"] is True and asset["transcode_progress"] == 100
