@@ -93,8 +93,10 @@ class DeviceReporter:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop beating and say `offline`; bounded (a beat stuck on a hung
+        Supabase is left to its daemon thread), so a stop stays quick."""
         self._stop.set()
-        self._thread.join(self.interval + 5)
+        self._thread.join(2.0)
         self.beat(offline=True)
 
     def _run(self) -> None:

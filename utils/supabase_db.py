@@ -72,7 +72,7 @@ class Database:
     def __init__(self, url: str, key: str, *, timeout: float = 15.0) -> None:
         self.clock_offset = 0.0  # server clock minus ours, from the `Date` header
         http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             event_hooks={"response": [self._note_server_clock]},
         )
         self.client = create_client(
