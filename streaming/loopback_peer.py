@@ -21,7 +21,8 @@ def _socket_inode(client_port: int, server_port: int) -> str | None:
     local = f"{LOOPBACK_HEX}:{client_port:04X}"
     remote = f"{LOOPBACK_HEX}:{server_port:04X}"
     try:
-        with open("/proc/net/tcp", encoding="ascii") as table:
+        # /proc/self/net, not /proc/net: the unit's ProcSubset=pid hides the latter.
+        with open("/proc/self/net/tcp", encoding="ascii") as table:
             for line in table:
                 fields = line.split()
                 if len(fields) > 9 and fields[1] == local and fields[2] == remote:

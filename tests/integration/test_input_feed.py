@@ -3,6 +3,8 @@ upload while it downloads, and reads nothing else."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -13,7 +15,7 @@ import pytest
 
 from streaming.input_feed import InputFeed, _Landed
 from streaming.media_probe import input_guard
-from tests.support import BUCKET, World
+from tests.support import BUCKET, ROOT, World
 from utils.storage import Storage
 
 
@@ -91,3 +93,33 @@ def test_only_this_process_and_its_children_may_read_the_feed(world: World, tmp_
         assert feed.refused == 1
     finally:
         feed.close()
+
+
+UNDER_PID_SUBSET = """
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from streaming.input_feed import InputFeed
+feed = InputFeed(Path(sys.argv[2]), 4)
+feed.write_at(0, b"abcd")
+fetch = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=20).read())"
+print(subprocess.run([sys.executable, "-c", fetch, feed.url], capture_output=True,
+                     text=True).stdout.strip())
+feed.close()
+"""
+
+
+def test_the_feed_knows_its_children_under_the_units_proc_subset(tmp_path: Path) -> None:
+    """The unit mounts /proc with `ProcSubset=pid` (no /proc/net): the feed
+    still tells its children from strangers. Run in a mount namespace of its
+    own with /proc mounted that way (needs root and unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount /proc with subset=pid")
+    script = tmp_path / "feed.py"
+    script.write_text(UNDER_PID_SUBSET)
+    inner = (f"umount /proc 2>/dev/null; mount -t proc -o subset=pid proc /proc && "
+             f"test ! -e /proc/net/tcp && exec '{sys.executable}' '{script}' "
+             f"'{ROOT}' '{tmp_path / 'source'}'")  # fmt: skip
+    run = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                          inner], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.stdout.strip() == "b'abcd'", run.stderr[-1500:]
