@@ -93,8 +93,9 @@ def _rerun(services: Services, request: TranscodeRequest, job: JobView | None) -
     """For a failed job sent again: why it runs again, or None (fate.rerun_reason)."""
     if job is None or job.state is not JobState.FAILED:
         return None
-    if job.result.get("gave_up") is True:
-        return rerun_reason(job, None)
+    without_upload = rerun_reason(job, None)  # (giving up needs no look at the upload)
+    if without_upload is not None:
+        return without_upload
     try:
         asset = services.db.get_asset(request.media_id)
         bucket, key = upload_location(asset, request, services.settings.common.bucket_name)

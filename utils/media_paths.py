@@ -29,19 +29,27 @@ def canonical_uuid(value: object) -> str | None:
     return str(uuid.UUID(value))
 
 
+def org_uploads_prefix(org_id: str) -> str:
+    """`orgs/{org}/uploads/` for a canonical UUID: where the web app roots videos."""
+    org = canonical_uuid(org_id)
+    if org is None:
+        raise UnsafeKey(f"not a UUID: org_id={org_id!r}")
+    return f"orgs/{org}/uploads/"
+
+
 def media_prefix(org_id: str, media_id: str) -> str:
     """`orgs/{org}/uploads/{media}/` for two canonical UUIDs."""
-    org, media = canonical_uuid(org_id), canonical_uuid(media_id)
-    if org is None or media is None:
-        raise UnsafeKey(f"not a UUID: org_id={org_id!r} media_id={media_id!r}")
-    return f"orgs/{org}/uploads/{media}/"
+    media = canonical_uuid(media_id)
+    if media is None:
+        raise UnsafeKey(f"not a UUID: media_id={media_id!r}")
+    return f"{org_uploads_prefix(org_id)}{media}/"
 
 
 def check_org_base(base: object, org_id: str) -> None:
     """The web app roots an asset's folder at `base_org_storage_path`; we
     write only under `orgs/{org_id}/uploads/`, so any other base is refused
     rather than followed (or silently ignored)."""
-    expected = media_prefix(org_id, str(uuid.UUID(int=0))).rsplit("/", 2)[0] + "/"
+    expected = org_uploads_prefix(org_id)
     if base != expected:
         shown = repr(base)[:120] if isinstance(base, str) else type(base).__name__
         raise UnsafeKey(f"base_org_storage_path is {shown}, not {expected!r}")

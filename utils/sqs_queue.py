@@ -8,6 +8,7 @@ message is no longer ours: deleted, or received by another consumer).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import boto3
 from botocore.config import Config
@@ -64,13 +65,14 @@ class WorkQueue:
             ),
         )
 
-    def _receive_count_argument(self) -> dict[str, list[str]]:
+    @cached_property
+    def _receive_count(self) -> dict[str, list[str]]:
         """How this botocore asks for the receive count: `MessageSystemAttributeNames`
         since 1.34.101, `AttributeNames` before (SQS takes both)."""
-        members = self.client.meta.service_model.operation_model("ReceiveMessage").input_shape
+        shape = self.client.meta.service_model.operation_model("ReceiveMessage").input_shape
         name = (
             "MessageSystemAttributeNames"
-            if "MessageSystemAttributeNames" in members.members
+            if "MessageSystemAttributeNames" in shape.members
             else "AttributeNames"
         )
         return {name: ["ApproximateReceiveCount"]}
@@ -81,7 +83,7 @@ class WorkQueue:
                 QueueUrl=self.url,
                 MaxNumberOfMessages=1,
                 WaitTimeSeconds=wait_seconds,
-                **self._receive_count_argument(),
+                **self._receive_count,
             )
         except (ClientError, BotoCoreError) as exc:
             raise QueueUnavailable(f"receive: {type(exc).__name__}: {exc}") from exc
