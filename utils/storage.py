@@ -48,6 +48,7 @@ class ObjectMissing(Exception):
 class StoredObject:
     key: str
     version_id: str | None = None
+    size: int | None = None  # from a listing of current objects
 
     def request(self) -> dict[str, str]:
         entry = {"Key": self.key}
@@ -162,13 +163,13 @@ class TransferBatch:
             )
         )
 
-    def upload(self, bucket: str, item: Upload) -> None:
+    def upload(self, bucket: str, item: Upload) -> Any:
         extra = {"ContentType": item.content_type, "CacheControl": item.cache_control}
-        self.futures.append(
-            self.manager.upload(
-                str(item.path), bucket, item.key, extra_args=extra, subscribers=self.subscribers
-            )
+        future = self.manager.upload(
+            str(item.path), bucket, item.key, extra_args=extra, subscribers=self.subscribers
         )
+        self.futures.append(future)
+        return future
 
     def raise_failures(self) -> None:
         """Raise the first failure among the transfers that have finished."""
@@ -299,6 +300,31 @@ class Storage:
             return None
         return data if len(data) == end - start else None
 
+    def read_small(self, bucket: str, key: str, limit: int) -> bytes:
+        """A small object of our own whole (ObjectMissing if absent); one
+        larger than `limit` is refused as ValueError, not read."""
+        answer = self._call(f"read s3://{bucket}/{key}", "get_object", Bucket=bucket, Key=key)
+        body = answer["Body"]
+        try:
+            if int(answer.get("ContentLength") or 0) > limit:
+                raise ValueError(f"{key} is larger than {limit} bytes")
+            data = body.read(limit + 1)
+        except _TRANSFER_ERRORS as exc:
+            raise _translate(exc, f"read s3://{bucket}/{key}") from exc
+        finally:
+            body.close()
+        if len(data) > limit:
+            raise ValueError(f"{key} is larger than {limit} bytes")
+        return data
+
+    def put_small(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """One small object in one PutObject (a record, not a stream output)."""
+        self._call(
+            f"write s3://{bucket}/{key}", "put_object",
+            Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+            CacheControl="no-store",
+        )  # fmt: skip
+
     def upload(
         self,
         bucket: str,
@@ -343,7 +369,10 @@ class Storage:
                         "VersionIdMarker": page.get("NextVersionIdMarker")}  # fmt: skip
             else:
                 page = self._call(what, "list_objects_v2", **kwargs)
-                found = [StoredObject(e["Key"]) for e in page.get("Contents", [])]
+                found = [
+                    StoredObject(e["Key"], size=int(e.get("Size") or 0))
+                    for e in page.get("Contents", [])
+                ]
                 more = {"ContinuationToken": page.get("NextContinuationToken")}
             if found:
                 yield found
