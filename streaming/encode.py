@@ -1,30 +1,23 @@
-"""The FFmpeg stages of a job: probe the upload, encode every rendition (with
-the hardware decoder, then once in software if it fails), assemble the
-storyboard, write the master playlist. Each returns what it made."""
+"""The FFmpeg stages of a job around the encode (streaming/part_encode.py):
+probe the upload, assemble the storyboard, write the master playlist. Each
+returns what it made."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from streaming.errors import JobError
-from streaming.ffmpeg_command import (
-    EncodeOptions,
-    OutputLayout,
-    pick_decoder,
-    sprite_commands,
-    transcode_command,
-)
+from streaming.ffmpeg_command import EncodeOptions, OutputLayout, sprite_commands
 from streaming.ffmpeg_runner import RunResult, run_ffmpeg
 from streaming.hls_output import Storyboard, VariantStats, master_playlist, measure_variant
-from streaming.input_feed import FEED_PLACEHOLDER, InputFeed
+from streaming.input_feed import InputFeed
 from streaming.ladder import Rendition
 from streaming.media_probe import MediaInfo, probe, probe_output
-from streaming.output_upload import OutputUploader
-from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
+from streaming.parts import Segment
 from utils.config import TranscoderSettings
 from utils.observability import EventLog
 
@@ -77,81 +70,12 @@ def make_output_dirs(layout: OutputLayout) -> None:
     layout.tiles.mkdir()
 
 
-class _CodecReader:
-    """Reads each rendition's first segment's streams (for CODECS) as soon as
-    FFmpeg has finished it, so during the encode rather than after it."""
-
-    def __init__(self, st: Stage, renditions: list[Rendition]) -> None:
-        self.st, self.renditions = st, renditions
-        self.streams: Streams = {}
-
-    def __call__(self) -> Streams:
-        for r in self.renditions:
-            first = self.st.layout.first_segment(r)
-            if r.name not in self.streams and first.is_file():
-                found = probe_output(self.st.settings.ffprobe_bin, first, self.st.check)
-                self.streams[r.name] = found.get("streams", [])
-        return self.streams
-
-
-def _options(st: Stage) -> EncodeOptions:
+def encode_options(st: Stage) -> EncodeOptions:
     s = st.settings
     return EncodeOptions(
         s.x264_preset, s.x264_crf, s.audio_kbps, s.segment_seconds, s.storyboard_tile_width,
         can_tonemap={"zscale", "tonemap"} <= st.filters, x264_params=s.x264_params,
     )  # fmt: skip
-
-
-def _run_encode(
-    st: Stage, feed: InputFeed, info: MediaInfo, renditions: list[Rendition],
-    decoder: str | None, on_progress: Callable[[float], None],
-) -> RunResult:  # fmt: skip
-    opts = _options(st)
-    if info.hdr and not opts.can_tonemap:
-        st.log.event("hdr_not_tonemapped", "warning", transfer=info.color_transfer)
-    command = transcode_command(
-        st.settings.ffmpeg_bin, feed.url, st.layout, info, renditions, opts, decoder
-    )
-    # The feed's URL is the job's only key to a private match: never logged.
-    shown = [arg.replace(feed.url, FEED_PLACEHOLDER) for arg in command]
-    st.log.event("ffmpeg_started", decoder=decoder or "software", command=shown)
-    result = st.run(command, on_progress)
-    result = replace(result, stderr_tail=result.stderr_tail.replace(feed.url, FEED_PLACEHOLDER))
-    # A failed download cuts FFmpeg's reads short; that, not what FFmpeg made
-    # of it, is the job's error. A run that failed while bytes were still on
-    # their way is judged once the download has ended.
-    feed.raise_error()
-    if not result.ok:
-        feed.wait_for_all(st.check)
-    return result
-
-
-def encode(
-    st: Stage, feed: InputFeed, info: MediaInfo, renditions: list[Rendition],
-    uploader: OutputUploader, progress: Progress,
-) -> Encoded:  # fmt: skip
-    """Every rendition, the tiles and the poster in one FFmpeg run, segments
-    going up as they are finished."""
-    codecs = _CodecReader(st, renditions)
-
-    def on_progress(seconds: float) -> None:
-        uploader.ship_finished_segments()
-        codecs()
-        progress.report(DOWNLOAD_SHARE + TRANSCODE_SHARE * min(1.0, seconds / info.duration))
-
-    decoder = pick_decoder(info, st.decoders, st.settings.hw_decode == "auto")
-    result, runs = _run_encode(st, feed, info, renditions, decoder, on_progress), 1
-    if not result.ok and decoder is not None:
-        st.log.event("hw_decode_failed", "warning", decoder=decoder, stderr=result.stderr_tail)
-        codecs.streams.clear()
-        uploader.reset()
-        make_output_dirs(st.layout)
-        decoder = None
-        result, runs = _run_encode(st, feed, info, renditions, decoder, on_progress), 2
-    if not result.ok:
-        raise_for(st, result)
-    st.log.event("ffmpeg_finished", seconds=round(result.seconds, 2))
-    return Encoded(decoder or "software", runs, codecs())
 
 
 def raise_for(st: Stage, result: RunResult) -> None:
@@ -204,14 +128,14 @@ def make_storyboard(st: Stage, info: MediaInfo) -> Storyboard:
 
 
 def write_master(
-    st: Stage, renditions: list[Rendition], info: MediaInfo, streams: Streams
-) -> list[VariantStats]:
+    st: Stage, renditions: list[Rendition], info: MediaInfo, streams: Streams,
+    joined: dict[str, list[Segment]],
+) -> list[VariantStats]:  # fmt: skip
     variants = []
     for r in renditions:
-        playlist, first = st.layout.playlist(r), st.layout.first_segment(r)
-        if not playlist.is_file() or not first.is_file():
+        if not joined.get(r.name):
             raise JobError("FFMPEG_FAILED", f"FFmpeg wrote no {r.name} rendition")
-        variant = measure_variant(r, playlist, streams.get(r.name) or [])
+        variant = measure_variant(r, joined[r.name], streams.get(r.name) or [])
         # FFmpeg ends without an error at the first unreadable byte of a cut
         # file; a stream that stops long before the stated end is not a success.
         if variant.duration < 0.5 * info.duration:

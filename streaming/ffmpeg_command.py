@@ -1,9 +1,18 @@
 """The FFmpeg command lines, built as argument lists (never through a shell).
 
-One FFmpeg process decodes the upload once and feeds every rendition, the
-storyboard tiles and the poster through `split`s. Keyframes are forced at every
-segment boundary in every rendition, so all renditions cut their segments at
-the same instants and a player can switch between them cleanly.
+One FFmpeg run per part (streaming/parts.py) decodes its span of the upload
+once and feeds every rendition, the storyboard tiles and the poster through
+`split`s. Keyframes are forced at every segment boundary in every rendition,
+so all renditions cut their segments at the same instants and a player can
+switch between them cleanly.
+
+Timestamps: every run keeps the upload's own (`-copyts`, less the file's
+start time, which is what FFmpeg subtracts by default), so the segments of
+all parts form one timeline; the audio comes in already encoded, as the
+part's slice of the whole-file track (`audio_command`), and is copied. The
+outputs are shifted by `TIMELINE_OFFSET` so that no timestamp (AAC priming
+starts 1024 samples early) is negative: a muxer would otherwise shift the
+first part alone.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from streaming.media_probe import MediaInfo, input_guard
 
 HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
 POSTER_SHORT_SIDE = 720
+TIMELINE_OFFSET = 10  # seconds added to the audio track's and every output's timestamps
 
 
 # HDR (PQ/HLG) to SDR BT.709: linear light, BT.709 primaries, then the Mobius
@@ -91,6 +101,26 @@ class OutputLayout:
     def first_segment(self, rendition: Rendition) -> Path:
         return self.root / f"{rendition.name}_{self.tag}_00000.ts"
 
+    def part_folder(self, k: int) -> Path:  # a part's own playlists and tiles
+        return self.root.parent / "parts" / f"{k:05d}"
+
+    @property
+    def audio(self) -> Path:  # the audio track's slices
+        return self.root.parent / "audio"
+
+
+@dataclass(frozen=True)
+class PartSpan:
+    """What one part's FFmpeg run reads and writes (streaming/parts.py)."""
+
+    start: float | None  # seconds on FFmpeg's timeline; None: from the beginning
+    end: float | None  # None: to the end
+    first_segment: int  # the number of its first segment
+    file_start: float  # the upload's start time, which that timeline begins at
+    audio: Path | None  # its slice of the audio track; None: no audio
+    folder: Path  # its playlists and tiles
+    poster: bool  # the poster's frame is in it
+
 
 def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
     """The Jetson hardware decoder for this input when FFmpeg has it, else None.
@@ -124,20 +154,28 @@ def poster_time(duration: float) -> float:
     return round(min(duration * 0.1, 600.0), 3)
 
 
-def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOptions) -> str:
+def _trim(part: PartSpan) -> str:
+    bounds = [f"{name}={value}" for name, value in (("start", part.start), ("end", part.end))
+              if value is not None]  # fmt: skip
+    return f"trim={':'.join(bounds)}," if bounds else ""
+
+
+def _filter_graph(
+    info: MediaInfo, renditions: list[Rendition], opts: EncodeOptions, part: PartSpan
+) -> str:
     """A cascade: the source is scaled once to the top rendition, and each
     smaller rendition from the one above it, so the big source frame is
     resampled once however long the ladder is (`area` averages the pixels a
     downscale drops). The storyboard tiles and the poster come from the top
     rendition; the poster branch lets one frame through and then ends, so it
     costs one scale, not one per frame."""
-    pre = "".join(f + "," for f in pre_filters(info, opts))
+    pre = _trim(part) + "".join(f + "," for f in pre_filters(info, opts))
     last = len(renditions) - 1
     graph = []
     for i, r in enumerate(renditions):
         source = f"[0:{info.video_stream}]{pre}" if i == 0 else f"[d{i - 1}]"
         outs = [f"[v{i}]"] + ([f"[d{i}]"] if i < last else [])
-        outs += ["[tiles]", "[poster]"] if i == 0 else []
+        outs += (["[tiles]"] + (["[poster]"] if part.poster else [])) if i == 0 else []
         split = f",split={len(outs)}" if len(outs) > 1 else ""
         graph.append(
             f"{source}scale={r.width}:{r.height}:flags=area,setsar=1,format=yuv420p"
@@ -147,6 +185,8 @@ def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOpti
         f"[tiles]fps=1/{opts.segment_seconds}:round=down:eof_action=pass,"
         f"scale={opts.tile_width}:-2:flags=area,format=yuvj420p[vtiles]"
     )
+    if not part.poster:
+        return ";".join(graph)
     top = renditions[0]
     pw, ph = scaled_size(top.width, top.height, min(POSTER_SHORT_SIDE, top.short_side))
     graph.append(
@@ -157,14 +197,16 @@ def _filter_graph(info: MediaInfo, renditions: list[Rendition], opts: EncodeOpti
 
 
 def _rendition_output(
-    index: int, r: Rendition, info: MediaInfo, opts: EncodeOptions, layout: OutputLayout
-) -> list[str]:
-    """The output options of one rendition: x264 on the shared keyframe grid,
-    AAC, HLS with MPEG-TS segments."""
+    index: int, r: Rendition, info: MediaInfo, opts: EncodeOptions, layout: OutputLayout,
+    part: PartSpan,
+) -> list[str]:  # fmt: skip
+    """The output options of one rendition: x264 on the shared keyframe grid
+    (counted from the part's first frame, which is on the grid), the audio
+    track's slice, HLS with MPEG-TS segments numbered from the part's first."""
     seg = opts.segment_seconds
     command = ["-map", f"[v{index}]"]
-    if info.has_audio:
-        command += ["-map", "0:a:0"]
+    if part.audio is not None:
+        command += ["-map", "1:a:0"]
     command += [
         "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
         "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
@@ -174,15 +216,15 @@ def _rendition_output(
         command += ["-x264-params", opts.x264_params]
     if info.hdr and opts.can_tonemap:
         command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-    if info.has_audio:
-        command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000", "-ac", "2"]
+    if part.audio is not None:
+        command += ["-c:a", "copy"]
     return command + [
-        "-max_muxing_queue_size", "4096",
+        "-max_muxing_queue_size", "4096", "-output_ts_offset", str(TIMELINE_OFFSET),
         "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
         "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
-        "-hls_segment_type", "mpegts",
+        "-hls_segment_type", "mpegts", "-start_number", str(part.first_segment),
         "-hls_segment_filename", str(layout.segment_pattern(r)),
-        str(layout.playlist(r)),
+        str(part.folder / f"{r.name}.m3u8"),
     ]  # fmt: skip
 
 
@@ -194,23 +236,59 @@ def transcode_command(
     renditions: list[Rendition],
     opts: EncodeOptions,
     decoder: str | None,
+    part: PartSpan,
 ) -> list[str]:
-    """The one FFmpeg run that makes every rendition, the tiles and the poster."""
-    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    """The one FFmpeg run that makes a part of every rendition, its tiles and
+    (in the part that holds its frame) the poster."""
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts"]
     if decoder:
         command += ["-c:v", decoder]
+    if part.start is not None:  # to the keyframe before; the trim cuts exactly
+        command += ["-noaccurate_seek", "-ss", f"{part.start}"]
+    if part.file_start:
+        command += ["-itsoffset", f"{-part.file_start}"]
     command += input_guard(source)
-    command += ["-filter_complex", _filter_graph(info, renditions, opts)]
+    if part.audio is not None:
+        command += [
+            "-itsoffset", f"{-TIMELINE_OFFSET}", "-protocol_whitelist", "file",
+            "-f", "nut", "-i", f"file:{part.audio}",
+        ]  # fmt: skip
+    command += ["-filter_complex", _filter_graph(info, renditions, opts, part)]
     for i, r in enumerate(renditions):
-        command += _rendition_output(i, r, info, opts, layout)
+        command += _rendition_output(i, r, info, opts, layout, part)
+    # Tiles are named by their time (one per segment interval), whichever part made them.
     command += [
         "-map", "[vtiles]", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2",
-        "-start_number", "0", str(layout.tiles / "tile_%05d.jpg"),
-        "-map", "[vposter]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3",
-        "-f", "image2", "-update", "1", str(layout.poster),
-        "-progress", "pipe:1", "-nostats",
+        "-frame_pts", "1", str(part.folder / "tiles" / "tile_%05d.jpg"),
     ]  # fmt: skip
-    return command
+    if part.poster:
+        command += [
+            "-map", "[vposter]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3",
+            "-f", "image2", "-update", "1", str(layout.poster),
+        ]  # fmt: skip
+    return command + ["-progress", "pipe:1", "-nostats"]
+
+
+def audio_command(
+    ffmpeg: str, source: Path | str, opts: EncodeOptions, cuts: list[float], folder: Path
+) -> list[str]:
+    """The upload's audio encoded once for the whole match, cut at the parts'
+    starts into one file per part (each AAC packet in the part it begins in),
+    with the timestamps of the whole; each completed slice is listed in
+    `slices.csv`."""
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *input_guard(source)]
+    command += [
+        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000",
+        "-ac", "2", "-max_muxing_queue_size", "4096",
+        "-output_ts_offset", str(TIMELINE_OFFSET), "-f", "segment", "-segment_format", "nut",
+        "-reset_timestamps", "0", "-segment_list", str(folder / "slices.csv"),
+        "-segment_list_type", "csv",
+    ]  # fmt: skip
+    if cuts:
+        command += ["-segment_times", ",".join(f"{TIMELINE_OFFSET + c}" for c in cuts)]
+    else:  # one slice (the muxer would otherwise cut every 2 s)
+        command += ["-segment_time", "1000000"]
+    return command + [str(folder / "slice_%05d.nut"), "-progress", "pipe:1", "-nostats"]
 
 
 def sprite_commands(

@@ -74,15 +74,27 @@ def codecs_string(streams: list[dict[str, Any]]) -> str:
     return ",".join(names)
 
 
+def media_playlist(segments: list[tuple[str, float, int]]) -> str:
+    """A VOD media playlist of (file name, duration, bytes) segments, as FFmpeg writes one."""
+    # The spec's rule: every EXTINF, rounded to the nearest integer, at most the target.
+    target = max(1, max(int(seconds + 0.5) for _, seconds, _ in segments))
+    lines = [
+        "#EXTM3U", "#EXT-X-VERSION:6", f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]  # fmt: skip
+    for uri, seconds, _ in segments:
+        lines += [f"#EXTINF:{seconds:.6f},", uri]
+    return "\n".join(lines + ["#EXT-X-ENDLIST"]) + "\n"
+
+
 def measure_variant(
-    rendition: Rendition, playlist: Path, streams: list[dict[str, Any]]
+    rendition: Rendition, segments: list[tuple[str, float, int]], streams: list[dict[str, Any]]
 ) -> VariantStats:
-    segments = read_media_playlist(playlist)
     if not segments:
-        raise ValueError(f"{playlist.name} lists no segments")
+        raise ValueError(f"{rendition.name} lists no segments")
     total_bits, total_seconds, peak = 0, 0.0, 0.0
-    for seconds, uri in segments:
-        bits = (playlist.parent / uri).stat().st_size * 8
+    for _, seconds, size in segments:
+        bits = size * 8
         total_bits += bits
         total_seconds += seconds
         # A very short last segment would overstate the peak; the spec's peak

@@ -10,6 +10,7 @@ followed.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class MediaInfo:
     color_transfer: str = ""
     audio_channels: int = 0
     video_stream: int = 0  # the chosen stream's index in the file (not cover art)
+    start_time: float = 0.0  # the file's: FFmpeg's timeline starts here
+    video_start: float = 0.0  # the video's first frame on that timeline
 
     @property
     def short_side(self) -> int:
@@ -127,6 +130,14 @@ def _display_size(video: dict[str, Any], width: int, height: int, rotation: int)
     return (height, width) if rotation in (90, 270) else (width, height)
 
 
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and abs(seconds) < 86400 else 0.0
+
+
 def _index(stream: dict[str, Any]) -> int:
     try:
         return max(0, int(stream.get("index") or 0))
@@ -172,7 +183,10 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         color_transfer=str(video.get("color_transfer") or ""),
         audio_channels=int(audios[0].get("channels") or 0) if audios else 0,
         video_stream=_index(video),
-    )
+        start_time=_seconds(data.get("format", {}).get("start_time")),
+        video_start=max(0.0, _seconds(video.get("start_time"))
+                        - _seconds(data.get("format", {}).get("start_time"))),
+    )  # fmt: skip
 
 
 def probe(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from utils.storage import Check, Storage, TransferBatch, Upload
 
@@ -40,6 +41,7 @@ class OutputUploader:
         self.prefix = prefix  # orgs/{org}/uploads/{media}/streaming/
         self.bytes_sent = 0
         self.shipped: dict[str, int] = {}  # relative path -> size when it was sent
+        self._sent: dict[str, Any] = {}  # key -> its transfer's future
         self._batch: TransferBatch | None = None
         self._last_scan = float("-inf")
 
@@ -58,28 +60,46 @@ class OutputUploader:
         content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         return Upload(path, self.prefix + relative, content_type, cache)
 
-    def ship_finished_segments(self, *, ffmpeg_done: bool = False) -> None:
+    def ship_finished_segments(self, *, ffmpeg_done: bool = False, now: bool = False) -> None:
         """Start uploading segments FFmpeg has finished (at most every 2 s);
         raise if an earlier upload already failed, to stop a doomed job early.
         Once FFmpeg is done, its variant playlists are final and go up too
         (while the storyboard and the master playlist are being made)."""
-        now = time.monotonic()
-        if now - self._last_scan < SHIP_EVERY_SECONDS and not ffmpeg_done:
+        clock = time.monotonic()
+        if clock - self._last_scan < SHIP_EVERY_SECONDS and not (ffmpeg_done or now):
             return
-        self._last_scan = now
+        self._last_scan = clock
         ready = sorted(self.root.glob("*.ts"))
         if ffmpeg_done:
             ready += sorted(p for p in self.root.glob("*.m3u8") if p.name != MASTER)
         for path in ready:
             if path.name not in self.shipped:
                 self.shipped[path.name] = path.stat().st_size
-                self.batch.upload(self.bucket, self.item(path))
+                self._send(path)
         self.batch.raise_failures()
 
-    def reset(self) -> None:
-        """Forget what was shipped (the transcode starts over)."""
-        self.close(cancel=True)
-        self.shipped.clear()
+    def _send(self, path: Path) -> None:
+        item = self.item(path)
+        self._sent[item.key] = self.batch.upload(self.bucket, item)
+
+    def landed(self, keys: list[str]) -> bool:
+        """Every one of these keys has been uploaded, completely."""
+        for key in keys:
+            future = self._sent.get(key)
+            if future is None or not future.done():
+                return False
+            try:
+                future.result()
+            except Exception:  # (raise_failures reports it)  # noqa: BLE001
+                return False
+        return True
+
+    def forget(self, names: list[str]) -> None:
+        """These files will be written again (their part starts over); call
+        only when no transfer is in flight."""
+        for name in names:
+            self.shipped.pop(name, None)
+            self._sent.pop(self.prefix + name, None)
 
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
@@ -96,9 +116,9 @@ class OutputUploader:
             # does not cover segments would have exposed one half-written).
             if path != master and self.shipped.get(relative) != size:
                 self.shipped[relative] = size
-                self.batch.upload(self.bucket, self.item(path))
+                self._send(path)
         self.batch.wait(check)
-        self.batch.upload(self.bucket, self.item(master))
+        self._send(master)
         self.batch.wait(check)
         return [self.item(path).key for path in files]
 

@@ -15,15 +15,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streaming.checkpoint import PartBook, open_book
 from streaming.claim import claim
 from streaming.encode import (
     Encoded,
     Stage,
-    encode,
     make_output_dirs,
     make_storyboard,
     probe_input,
@@ -36,15 +36,17 @@ from streaming.hls_output import Storyboard, VariantStats
 from streaming.input_feed import InputFeed
 from streaming.job_dir import job_folder
 from streaming.job_record import Attempts
-from streaming.ladder import choose_renditions
+from streaming.ladder import Rendition, choose_renditions
 from streaming.media_probe import MediaInfo
 from streaming.messages import TranscodeRequest, parse_message
 from streaming.output_upload import OutputUploader
+from streaming.part_encode import encode, join_playlists, plan_settings
+from streaming.parts import PartPlan, fingerprint
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from streaming.services import Services
 from streaming.settle import Report, Target, policy_of, settle
 from streaming.upload_source import upload_location
-from utils.media_paths import streaming_prefix
+from utils.media_paths import media_prefix, streaming_prefix
 from utils.observability import EventLog
 from utils.sqs_queue import Message
 from utils.states import AssetStage, AssetStatus
@@ -213,23 +215,44 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
     info = probe_input(p.stage, p.feed)
     ctx.log.event("input_probed", **info.__dict__)
     renditions = choose_renditions(info.width, info.height, ctx.services.settings.ladder)
+    book = open_parts(ctx, p, info, renditions)
+    stage = replace(p.stage, layout=OutputLayout(p.stage.layout.root, book.plan.tag))
     encoded = p.guard.timed(
-        made, "transcode", lambda: encode(p.stage, p.feed, info, renditions, p.uploader, p.progress)
+        made,
+        "transcode",
+        lambda: encode(stage, p.feed, info, renditions, p.uploader, p.progress, book),
     )
     if p.feed.seconds is not None:  # (the transcode ran while it came down)
         made.timings["download_total"] = p.feed.seconds
         ctx.log.event("input_downloaded", seconds=p.feed.seconds, input_bytes=p.source.size)
     p.feed.close()
     p.feed.path.unlink(missing_ok=True)  # free the disk before the upload
+    joined = join_playlists(stage, book, renditions)
     p.uploader.ship_finished_segments(ffmpeg_done=True)
-    board = p.guard.timed(made, "storyboard", lambda: make_storyboard(p.stage, info))
-    variants = write_master(p.stage, renditions, info, encoded.streams)
+    board = p.guard.timed(made, "storyboard", lambda: make_storyboard(stage, info))
+    variants = write_master(stage, renditions, info, encoded.streams, joined)
     p.progress.report(p.progress.fraction, AssetStage.TRANSCODED)
-    output_bytes = p.guard.timed(made, "upload", lambda: upload_outputs(ctx, p))
+    output_bytes = p.guard.timed(made, "upload", lambda: upload_outputs(ctx, p, book))
     summary = _Summary(
-        info, variants, board, encoded, made.timings, p.source.size, output_bytes, p.stage.layout
+        info, variants, board, encoded, made.timings, p.source.size, output_bytes, stage.layout
     )
-    return success_report(ctx, made, summary)
+    return success_report(ctx, made, summary, book)
+
+
+def open_parts(
+    ctx: JobContext, p: _Prepared, info: MediaInfo, renditions: list[Rendition]
+) -> PartBook:
+    """The job's parts, with those an earlier attempt recorded for the same
+    upload and settings (their encode tag too)."""
+    settings = ctx.services.settings
+    plan = PartPlan(
+        fingerprint(p.source.stat.identity(), plan_settings(p.stage, renditions)),
+        p.stage.layout.tag, info.video_start, settings.part_seconds,
+        settings.segment_seconds, info.duration,
+    )  # fmt: skip
+    folder = media_prefix(ctx.request.org_id, ctx.request.media_id)
+    names = [r.name for r in renditions]
+    return open_book(ctx.services.storage, p.source.bucket, folder, plan, names, ctx.log)
 
 
 def locate_input(ctx: JobContext) -> Source:
@@ -287,21 +310,24 @@ def start_download(ctx: JobContext, p: _Prepared) -> None:
     p.feed.wait_for_start(check)
 
 
-def upload_outputs(ctx: JobContext, p: _Prepared) -> int:
+def upload_outputs(ctx: JobContext, p: _Prepared, book: PartBook) -> int:
     """The rest of the stream, the master playlist last; then what an earlier,
-    unfinished attempt left in the folder goes. Returns the bytes uploaded."""
+    unfinished attempt left in the folder goes, and the parts' records.
+    Returns the bytes uploaded."""
     total = p.uploader.total_bytes() or 1
     share = DOWNLOAD_SHARE + TRANSCODE_SHARE
 
     def check() -> None:
         p.progress.report(share + (1 - share) * min(1.0, p.uploader.bytes_sent / total))
+        book.write_landed(p.uploader.landed)
         p.guard()
 
     written = p.uploader.finish(check)
     p.guard()  # still ours: only then may stale objects go
-    removed = p.uploader.remove_except(set(written))
+    removed = p.uploader.remove_except(set(written) | book.stream_keys())
     if removed:
         ctx.log.event("stale_outputs_removed", removed=removed)
+    book.clear()
     return total
 
 
@@ -317,7 +343,7 @@ class _Summary:
     layout: OutputLayout
 
 
-def success_report(ctx: JobContext, made: _Made, s: _Summary) -> Report:
+def success_report(ctx: JobContext, made: _Made, s: _Summary, book: PartBook) -> Report:
     """The rows a success writes: the asset's fields and the job's summary."""
     thumbs = ctx.prefix + "thumbnails/"
     asset = {
@@ -334,7 +360,8 @@ def success_report(ctx: JobContext, made: _Made, s: _Summary) -> Report:
         "thumbnail_width": s.board.tile_width,
         "thumbnail_height": s.board.tile_height,
     }
-    return Report(made.bucket, made.report().written, _result(ctx, s), asset)
+    result = _result(ctx, s) | {"parts": book.plan.count, "parts_adopted": sorted(book.adopted)}
+    return Report(made.bucket, made.report().written, result, asset)
 
 
 def _result(ctx: JobContext, s: _Summary) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class TranscoderSettings:
     x264_params: str
     audio_kbps: int
     segment_seconds: int
+    part_seconds: int  # a job's parts: whole segments (streaming/parts.py)
     storyboard_tile_width: int
     max_receive_count: int
     max_job_attempts: int
@@ -281,6 +282,7 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         x264_params=profile.x264_params,
         audio_kbps=read.integer("TRANSCODE_AUDIO_KBPS", 128, 32, 512),
         segment_seconds=segment,
+        part_seconds=_whole_segments(read.integer("TRANSCODE_PART_SECONDS", 300, 2, 7200), segment),
         storyboard_tile_width=read.integer("STORYBOARD_TILE_WIDTH", 320, 64, 1280),
         max_receive_count=read.integer("MAX_RECEIVE_COUNT", 3, 1, 1000),
         max_job_attempts=read.integer("MAX_JOB_ATTEMPTS", 3, 1, 100),
@@ -299,6 +301,11 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         device_name=read.raw("RC_DEVICE_NAME"),
         device_report_seconds=read.integer("DEVICE_HEARTBEAT_SECONDS", 20, 1, 30),
     )
+
+
+def _whole_segments(seconds: int, segment: int) -> int:
+    """A part's length rounded to whole segments (one at least)."""
+    return max(1, round(seconds / segment)) * segment
 
 
 def _queue_url(read: _Reader) -> str:

@@ -1,0 +1,189 @@
+"""Where finished parts are recorded, so that the next attempt (after a
+restart, a crash, a lost lease) encodes only the rest.
+
+The records live in the video's own folder, beside `streaming/`:
+`transcode-parts/part_00003.json` (streaming/parts.py) and `part_00003.tar`
+(the part's storyboard tiles, and the poster if the part made it). No
+playlist names them, so no player fetches them; they are removed once the
+master playlist is up. A record is written only after every segment it
+lists has landed; a resumed attempt adopts it only if it belongs to the
+same plan and every segment is still there with its recorded size.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streaming.parts import MAX_RECORD_BYTES, PartPlan, PartRecord
+from utils.observability import EventLog
+from utils.storage import ObjectMissing, Storage, StorageUnavailable, StoredObject
+
+FOLDER = "transcode-parts/"
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
+_RECORD = re.compile(r"part_(\d{5})\.json")
+_MEMBER = re.compile(r"tile_\d{5}\.jpg|poster_[0-9a-z]{1,16}\.jpg")
+
+
+@dataclass
+class _Pending:
+    record: PartRecord
+    keys: list[str]  # segment keys that must land first
+    archive: Path
+
+
+@dataclass
+class PartBook:
+    """One attempt's view of the parts: those adopted from earlier attempts
+    and those it finished itself, recorded as soon as their uploads land."""
+
+    storage: Storage
+    bucket: str
+    media_prefix: str  # orgs/{org}/uploads/{media}/
+    plan: PartPlan
+    log: EventLog
+    adopted: dict[int, PartRecord] = field(default_factory=dict)
+    finished: dict[int, PartRecord] = field(default_factory=dict)
+    pending: list[_Pending] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return self.media_prefix + FOLDER
+
+    def key(self, k: int, suffix: str) -> str:
+        return f"{self.folder}part_{k:05d}.{suffix}"
+
+    def record(self, k: int) -> PartRecord:
+        return self.adopted.get(k) or self.finished[k]
+
+    def stream_keys(self) -> set[str]:
+        """The keys of the segments adopted parts uploaded (kept at the end)."""
+        prefix = self.media_prefix + "streaming/"
+        return {
+            prefix + uri
+            for record in self.adopted.values()
+            for segments in record.segments.values()
+            for uri, _, _ in segments
+        }
+
+    def add(self, record: PartRecord, keys: list[str], archive: Path) -> None:
+        self.finished[record.part] = record
+        self.pending.append(_Pending(record, keys, archive))
+
+    def write_landed(self, landed: Any) -> None:
+        """Write the records whose segments have all landed (`landed(keys)`)."""
+        still = []
+        for item in self.pending:
+            if not landed(item.keys):
+                still.append(item)
+                continue
+            self._write(item)
+        self.pending = still
+
+    def _write(self, item: _Pending) -> None:
+        k = item.record.part
+        try:
+            self.storage.put_small(
+                self.bucket, self.key(k, "tar"), item.archive.read_bytes(), "application/x-tar"
+            )
+            self.storage.put_small(
+                self.bucket, self.key(k, "json"), item.record.to_json(), "application/json"
+            )
+        except StorageUnavailable as exc:  # a checkpoint is a saving, not the job
+            self.log.event("part_record_failed", "warning", part=k, error=str(exc)[:200])
+            return
+        self.log.event("part_recorded", part=k)
+
+    def clear(self) -> None:
+        """Remove every record (the stream is complete, or the plan changed)."""
+        try:
+            for page in self.storage.list_objects(self.bucket, self.folder):
+                self.storage.delete_objects(self.bucket, [StoredObject(o.key) for o in page])
+        except StorageUnavailable as exc:
+            self.log.event("part_records_not_removed", "warning", error=str(exc)[:200])
+
+
+def _sizes(storage: Storage, bucket: str, prefix: str) -> dict[str, int]:
+    return {
+        o.key: o.size or 0 for page in storage.list_objects(bucket, prefix) for o in page
+    }  # fmt: skip
+
+
+def open_book(
+    storage: Storage, bucket: str, media_prefix: str, plan: PartPlan, renditions: list[str],
+    log: EventLog,
+) -> PartBook:  # fmt: skip
+    """The book for this attempt: the earlier attempts' parts that belong to
+    the same plan and are whole in storage are adopted (with their tag);
+    records of another plan are removed, and the plan starts over."""
+    book = PartBook(storage, bucket, media_prefix, plan, log)
+    found = _sizes(storage, bucket, book.folder)
+    records: list[PartRecord] = []
+    for key in sorted(found):
+        match = _RECORD.fullmatch(key[len(book.folder) :])
+        if not match:
+            continue
+        try:
+            record = PartRecord.from_json(
+                storage.read_small(bucket, key, MAX_RECORD_BYTES), renditions
+            )
+        except (ValueError, ObjectMissing) as exc:
+            log.event("part_record_ignored", "warning", key=key, error=str(exc)[:200])
+            continue
+        if record.part == int(match.group(1)) and record.part < plan.count:
+            records.append(record)
+    same = [r for r in records if r.fingerprint == plan.fingerprint]
+    if len(same) < len(records) or not same:
+        if found:
+            book.clear()
+        return book
+    tag = same[0].tag
+    book.plan = PartPlan(plan.fingerprint, tag, plan.origin, plan.length,
+                         plan.segment_seconds, plan.duration)  # fmt: skip
+    stored = _sizes(storage, bucket, media_prefix + "streaming/")
+    for record in same:
+        if record.tag == tag and _whole(record, stored, media_prefix, found, book):
+            book.adopted[record.part] = record
+        else:
+            log.event("part_record_incomplete", "warning", part=record.part)
+    return book
+
+
+def _whole(
+    record: PartRecord, stored: dict[str, int], media_prefix: str, found: dict[str, int],
+    book: PartBook,
+) -> bool:  # fmt: skip
+    prefix = media_prefix + "streaming/"
+    segments = all(
+        stored.get(prefix + uri) == size
+        for segments in record.segments.values()
+        for uri, _, size in segments
+    )
+    return segments and found.get(book.key(record.part, "tar")) == record.archive
+
+
+def make_archive(path: Path, files: list[Path]) -> int:
+    """A part's tiles (and poster) in one tar; returns its size."""
+    with tarfile.open(path, "w") as tar:
+        for file in files:
+            tar.add(file, arcname=file.name)
+    return path.stat().st_size
+
+
+def restore_archive(book: PartBook, k: int, tiles: Path, thumbnails: Path) -> None:
+    """Unpack an adopted part's tiles and poster (only regular files with
+    the names we give them; nothing else in the tar is touched)."""
+    data = book.storage.read_small(book.bucket, book.key(k, "tar"), MAX_ARCHIVE_BYTES)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar.getmembers():
+            if not (member.isfile() and _MEMBER.fullmatch(member.name)):
+                continue
+            source = tar.extractfile(member)
+            if source is None:
+                continue
+            target = (tiles if member.name.startswith("tile_") else thumbnails) / member.name
+            target.write_bytes(source.read())

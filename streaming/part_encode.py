@@ -1,0 +1,238 @@
+"""The encode of a job, part by part (streaming/parts.py): the audio track
+once for the whole match (streaming/audio_track.py), then each part not
+adopted from an earlier attempt in one FFmpeg run, with the hardware decoder
+and once in software if that fails. Segments go up as FFmpeg finishes them;
+a part is recorded (streaming/checkpoint.py) once its segments have landed.
+At the end the parts' segment lists are joined into the variant playlists."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from streaming.audio_track import AudioTrack
+from streaming.checkpoint import PartBook, make_archive, restore_archive
+from streaming.encode import Encoded, Stage, encode_options, raise_for
+from streaming.errors import JobError
+from streaming.ffmpeg_command import (
+    TIMELINE_OFFSET,
+    PartSpan,
+    pick_decoder,
+    poster_time,
+    transcode_command,
+)
+from streaming.ffmpeg_runner import RunResult
+from streaming.hls_output import media_playlist, read_media_playlist
+from streaming.input_feed import FEED_PLACEHOLDER, InputFeed
+from streaming.ladder import Rendition
+from streaming.media_probe import MediaInfo, probe_output
+from streaming.output_upload import OutputUploader
+from streaming.parts import PartPlan, PartRecord, Segment
+from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
+from utils.storage import ObjectMissing, StorageUnavailable
+
+
+def plan_settings(st: Stage, renditions: list[Rendition]) -> dict[str, Any]:
+    """Every setting that changes the stream's bytes: parts made under other
+    settings are not joined with these (streaming/parts.py fingerprint)."""
+    opts = encode_options(st)
+    return {
+        "renditions": [(r.name, r.width, r.height, r.video_kbps) for r in renditions],
+        "preset": opts.x264_preset, "crf": opts.x264_crf, "x264": opts.x264_params,
+        "audio_kbps": opts.audio_kbps, "segment": opts.segment_seconds,
+        "part": st.settings.part_seconds, "tile": opts.tile_width,
+        "tonemap": opts.can_tonemap, "offset": TIMELINE_OFFSET, "layout": 1,
+    }  # fmt: skip
+
+
+def _run_encode(
+    st: Stage, feed: InputFeed, info: MediaInfo, renditions: list[Rendition],
+    decoder: str | None, on_progress: Callable[[float], None], part: PartSpan,
+) -> RunResult:  # fmt: skip
+    opts = encode_options(st)
+    command = transcode_command(
+        st.settings.ffmpeg_bin, feed.url, st.layout, info, renditions, opts, decoder, part
+    )
+    # The feed's URL is the job's only key to a private match: never logged.
+    shown = [arg.replace(feed.url, FEED_PLACEHOLDER) for arg in command]
+    st.log.event("ffmpeg_started", decoder=decoder or "software", command=shown)
+    result = st.run(command, on_progress)
+    result = replace(result, stderr_tail=result.stderr_tail.replace(feed.url, FEED_PLACEHOLDER))
+    # A failed download cuts FFmpeg's reads short; that, not what FFmpeg made
+    # of it, is the job's error. A run that failed while bytes were still on
+    # their way is judged once the download has ended.
+    feed.raise_error()
+    if not result.ok:
+        feed.wait_for_all(st.check)
+    return result
+
+
+@dataclass
+class _Parts:
+    """The state of one attempt's walk through the parts."""
+
+    st: Stage
+    feed: InputFeed
+    info: MediaInfo
+    renditions: list[Rendition]
+    uploader: OutputUploader
+    progress: Progress
+    book: PartBook
+    audio: AudioTrack | None
+    decoder: str | None
+    runs: int = 0
+    done_seconds: float = 0.0
+
+    def span(self, k: int) -> PartSpan:
+        plan, folder = self.book.plan, self.st.layout.part_folder(k)
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "tiles").mkdir(parents=True)
+        audio = self.audio.slice(k, self.st.check) if self.audio is not None else None
+        poster = plan.holds(k, poster_time(self.info.duration)) or plan.count == 1
+        return PartSpan(plan.start(k), plan.end(k), plan.first_segment(k),
+                        self.info.start_time, audio, folder, poster)  # fmt: skip
+
+    def report(self, k: int, seconds: float) -> None:
+        self.uploader.ship_finished_segments()
+        self.book.write_landed(self.uploader.landed)
+        share = (self.done_seconds + min(seconds, self.book.plan.seconds(k))) / self.info.duration
+        self.progress.report(DOWNLOAD_SHARE + TRANSCODE_SHARE * min(1.0, share))
+
+    def segment_names(self, k: int) -> list[str]:
+        first, count = self.book.plan.first_segment(k), self.book.plan.segments_per_part
+        return [
+            self.st.layout.segment_pattern(r).name.replace("%05d", f"{n:05d}")
+            for r in self.renditions
+            for n in range(first, first + count)
+        ]  # fmt: skip
+
+    def discard(self, k: int) -> None:
+        """Throw away what a failed run of part k wrote, before it runs again."""
+        self.uploader.batch.wait(self.st.check)  # nothing of it in flight any more
+        names = self.segment_names(k)
+        for name in names:
+            (self.st.layout.root / name).unlink(missing_ok=True)
+        self.uploader.forget(names)
+
+    def encode(self, k: int) -> None:
+        """Part k, with the hardware decoder and then once in software if it
+        fails (and in software from then on)."""
+        span = self.span(k)
+        result = self._run(k, span)
+        if not result.ok and self.decoder is not None:
+            self.st.log.event("hw_decode_failed", "warning", decoder=self.decoder,
+                              part=k, stderr=result.stderr_tail)  # fmt: skip
+            self.discard(k)
+            self.decoder = None
+            result = self._run(k, self.span(k))
+        if not result.ok:
+            raise_for(self.st, result)
+        self.book.add(*finish_part(self.st, self.book, k, span, self.renditions, self.uploader))
+        self.done_seconds += self.book.plan.seconds(k)
+        self.st.log.event("part_finished", part=k, of=self.book.plan.count,
+                          seconds=round(result.seconds, 2))  # fmt: skip
+
+    def _run(self, k: int, span: PartSpan) -> RunResult:
+        self.runs += 1
+        return _run_encode(self.st, self.feed, self.info, self.renditions, self.decoder,
+                           lambda seconds: self.report(k, seconds), span)  # fmt: skip
+
+
+def finish_part(
+    st: Stage, book: PartBook, k: int, span: PartSpan, renditions: list[Rendition],
+    uploader: OutputUploader,
+) -> tuple[PartRecord, list[str], Path]:  # fmt: skip
+    """Part k's record (segments, CODECS, tiles archive), its segments on
+    their way up: the record is written once they have landed."""
+    plan, layout = book.plan, st.layout
+    segments: dict[str, list[Segment]] = {}
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for r in renditions:
+        listed = read_media_playlist(span.folder / f"{r.name}.m3u8")
+        if len(listed) > plan.segments_per_part:
+            raise JobError("FFMPEG_FAILED", f"part {k} wrote {len(listed)} segments, "
+                           f"more than its {plan.segments_per_part}")  # fmt: skip
+        segments[r.name] = [(uri, sec, (layout.root / uri).stat().st_size) for sec, uri in listed]
+        if listed:
+            found = probe_output(st.settings.ffprobe_bin, layout.root / listed[0][1], st.check)
+            streams[r.name] = found.get("streams", [])
+    if not all(segments.values()) and k < plan.count - 1:
+        raise JobError("FFMPEG_FAILED", f"part {k} of {plan.count} wrote no segments")
+    tiles = _keep_tiles(st, plan, k, span)
+    poster = [layout.poster] if span.poster and layout.poster.is_file() else []
+    archive = span.folder / "part.tar"
+    size = make_archive(archive, tiles + poster)
+    uploader.ship_finished_segments(ffmpeg_done=False, now=True)
+    record = PartRecord(k, plan.fingerprint, plan.tag, segments, streams, size)
+    keys = [uploader.prefix + uri for part in segments.values() for uri, _, _ in part]
+    return record, keys, archive
+
+
+def _keep_tiles(st: Stage, plan: PartPlan, k: int, span: PartSpan) -> list[Path]:
+    """The part's tiles whose time is inside it, moved beside the others."""
+    seg, kept = st.settings.segment_seconds, []
+    for tile in sorted((span.folder / "tiles").glob("tile_*.jpg")):
+        at = int(tile.stem.split("_")[1]) * seg
+        if plan.holds(k, at) or (k == 0 and at < (plan.start(1) or math.inf)):
+            kept.append(tile.replace(st.layout.tiles / tile.name))
+    return kept
+
+
+def encode(
+    st: Stage, feed: InputFeed, info: MediaInfo, renditions: list[Rendition],
+    uploader: OutputUploader, progress: Progress, book: PartBook,
+) -> Encoded:  # fmt: skip
+    """Every part not adopted from an earlier attempt, in order, each in one
+    FFmpeg run; segments go up as they are finished, and each part is
+    recorded once its segments have landed."""
+    plan = book.plan
+    if info.hdr and not encode_options(st).can_tonemap:
+        st.log.event("hdr_not_tonemapped", "warning", transfer=info.color_transfer)
+    for k in sorted(book.adopted):
+        try:
+            restore_archive(book, k, st.layout.tiles, st.layout.thumbnails)
+        except (ObjectMissing, StorageUnavailable, ValueError, tarfile.TarError) as exc:
+            st.log.event("part_archive_unreadable", "warning", part=k, error=str(exc)[:200])
+            del book.adopted[k]
+    if book.adopted:
+        st.log.event("parts_adopted", parts=sorted(book.adopted), of=plan.count)
+    decoder = pick_decoder(info, st.decoders, st.settings.hw_decode == "auto")
+    audio = _audio_track(st, feed, info, plan) if info.has_audio else None
+    walk = _Parts(st, feed, info, renditions, uploader, progress, book, audio, decoder)
+    walk.done_seconds = sum(plan.seconds(k) for k in book.adopted)
+    try:
+        for k in range(plan.count):
+            if k not in book.adopted:
+                walk.encode(k)
+    finally:
+        if audio is not None:
+            audio.close()
+    first = book.record(0)
+    st.log.event("ffmpeg_finished", parts=plan.count, runs=walk.runs)
+    return Encoded(walk.decoder or "software", walk.runs, first.streams)
+
+
+def _audio_track(st: Stage, feed: InputFeed, info: MediaInfo, plan: PartPlan) -> AudioTrack:
+    cuts = [start for k in range(1, plan.count) if (start := plan.start(k)) is not None]
+    return AudioTrack.for_parts(
+        st.settings.ffmpeg_bin, feed.url, encode_options(st), cuts, st.layout.audio,
+        st.settings.ffmpeg_stall_seconds,
+    ).start()  # fmt: skip
+
+
+def join_playlists(
+    st: Stage, book: PartBook, renditions: list[Rendition]
+) -> dict[str, list[Segment]]:
+    """Each variant playlist: the parts' segments in order, as one VOD playlist."""
+    joined: dict[str, list[Segment]] = {}
+    for r in renditions:
+        segments = [s for k in range(book.plan.count) for s in book.record(k).segments[r.name]]
+        joined[r.name] = segments
+        if segments:
+            st.layout.playlist(r).write_text(media_playlist(segments))
+    return joined
