@@ -69,7 +69,9 @@ def test_names_never_reach_a_shell_or_ffmpegs_parser(world: World, media, file_n
     assert world.job(upload.job_id)["state"] == "succeeded"
     command = by_type(log, "ffmpeg_started")[0]["command"]
     inputs = [command[i + 1] for i, arg in enumerate(command) if arg == "-i"]
-    assert inputs == [FEED_PLACEHOLDER]  # the job's own loopback feed, its URL never logged
+    assert inputs[0] == FEED_PLACEHOLDER  # the job's own loopback feed, its URL never logged
+    # and the part's slice of the audio track, which the job encoded itself
+    assert all(i.startswith(f"file:{world.work_dir}/") and i.endswith(".nut") for i in inputs[1:])
     assert command[command.index("-protocol_whitelist") + 1] == "http,tcp"
     assert not any(file_name in arg for arg in command)
     assert not FEED_URL.search(json.dumps(log))

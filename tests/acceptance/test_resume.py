@@ -1,0 +1,150 @@
+"""A job cut into parts survives its worker: SIGTERM or SIGKILL at 60 %, and
+a second worker (its own work dir) encodes only the rest, into one stream
+as continuous as an uninterrupted run's (marker `slow`).
+
+Five parts of 12 s of a 60-s 720p clip with a continuous tone; the first
+worker is stopped once three parts are recorded. Timing is production's at
+1/30 (tests/support.py `scaled`). The ratio compares the `seconds` of the
+two workers' `job_succeeded` lines, measured in the same test.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from devstack.clips import tone, video_source
+from tests.players import assert_plays
+from tests.support import (
+    BUCKET,
+    World,
+    check_final_output,
+    probe,
+    read_until,
+    scaled,
+    start_worker,
+    stop_all,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+PART_SECONDS = 12
+PARTS = 5
+
+
+def _succeeded_seconds(output: str) -> float:
+    for line in output.splitlines():
+        if line.startswith("{") and json.loads(line)["event_type"] == "transcode_job_succeeded":
+            return float(json.loads(line)["seconds"])
+    raise AssertionError("no job_succeeded line")
+
+
+def _packets(files: list[Path], kind: str) -> list[tuple[int, int]]:
+    found = []
+    for file in files:
+        data = probe(file, "-select_streams", f"{kind}:0", "-show_entries", "packet=pts,duration")
+        found += [(int(p["pts"]), int(p.get("duration") or 0)) for p in data["packets"]]
+    return found
+
+
+def assert_continuous(local: Path, source: Path) -> None:
+    """Every variant: segment numbers without a gap, the source's frames all
+    there once, audio packets end to end (no gap, no overlap)."""
+    counted = probe(source, "-count_packets", "-select_streams", "v:0",
+                    "-show_entries", "stream=nb_read_packets")  # fmt: skip
+    frames = int(counted["streams"][0]["nb_read_packets"])
+    master = m3u8.load(str(local / "index.m3u8"))
+    for variant in master.playlists:
+        media = m3u8.load(str(local / variant.uri))
+        numbers = [int(seg.uri.rsplit("_", 1)[1].split(".")[0]) for seg in media.segments]
+        assert numbers == list(range(len(numbers))), numbers
+        files = [local / seg.uri for seg in media.segments]
+        video = sorted(_packets(files, "v"))
+        assert len(video) == frames, (variant.uri, len(video), frames)
+        steps = {b[0] - a[0] for a, b in zip(video, video[1:], strict=False)}
+        assert len(steps) == 1, steps  # constant frame rate in, no lost or doubled frame out
+        audio = _packets(files, "a")
+        gaps = [(a, b) for a, b in zip(audio, audio[1:], strict=False) if b[0] - a[0] != a[1]]
+        assert gaps == [], gaps[:5]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_interrupted_job_resumes_from_its_recorded_parts(
+    world: World, media, tmp_path: Path, how: str
+) -> None:
+    clip = media.made(
+        "resume.mp4", *video_source("1280x720", "30", 60), *tone(60),
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    )  # fmt: skip
+    env = {**scaled(world), "TRANSCODE_PART_SECONDS": str(PART_SECONDS)}
+    whole = world.upload(clip)
+    run = world.run_worker(**env)
+    assert run.returncode == 0, run.stderr
+    whole_seconds = _succeeded_seconds(run.stdout)
+
+    upload = world.upload(clip)
+    first = start_worker(world, **env)
+    try:
+        read_until(first, [("transcode_part_recorded", None)] * 3)
+        first.send_signal(getattr(signal, how))
+        first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert world.job(upload.job_id)["state"] in ("queued", "running")
+    # (after SIGKILL the message comes back once its visibility and the lease run out)
+    second = start_worker(world, TRANSCODE_WORK_DIR=str(tmp_path / "second"), **env)
+    try:
+        wait_for(lambda: world.job(upload.job_id)["state"] == "succeeded", what="success")
+        wait_for(lambda: world.queue_counts() == (0, 0), timeout=60, what="an empty queue")
+    finally:
+        output = stop_all([second])[0]
+    job = world.job(upload.job_id)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["parts"] == PARTS
+    assert job["result"]["parts_adopted"][:3] == [0, 1, 2]
+    resumed = _succeeded_seconds(output)
+    assert resumed <= 0.6 * whole_seconds, (resumed, whole_seconds)
+
+    assert world.keys(upload.prefix + "transcode-parts/") == []
+    check_final_output(world, upload, tmp_path)
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "resumed")
+    assert_continuous(local, clip)
+    reference = world.download_prefix(whole.prefix + "streaming/", tmp_path / "whole")
+    assert len(_packets(sorted(reference.glob("720p_*.ts")), "a")) == len(
+        _packets(sorted(local.glob("720p_*.ts")), "a")
+    )
+    joins = [k * PART_SECONDS for k in range(1, PARTS)]
+    assert_plays(local, at=[t - 1.0 for t in joins])
+
+
+def test_a_recorded_part_missing_from_storage_is_encoded_again(
+    world: World, media, tmp_path: Path
+) -> None:
+    clip = media.made(
+        "resume_short.mp4", *video_source("640x360", "30", 36), *tone(36),
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    )  # fmt: skip
+    env = {**scaled(world), "TRANSCODE_PART_SECONDS": "12", "TRANSCODE_PRESET": "veryfast"}
+    upload = world.upload(clip)
+    first = start_worker(world, **env)
+    try:
+        read_until(first, [("transcode_part_recorded", None)] * 2)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    finally:
+        first.kill()
+    lost = [k for k in world.keys(upload.prefix + "streaming/") if k.endswith("_00002.ts")]
+    assert lost, "part 1's segments were uploaded"
+    world.s3.delete_object(Bucket=BUCKET, Key=lost[0])
+    second = world.run_worker("--once", TRANSCODE_WORK_DIR=str(tmp_path / "second"), **env)
+    assert second.returncode == 0, second.stderr
+    job = world.job(upload.job_id)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["parts_adopted"] == [0]
+    local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
+    assert_continuous(local, clip)
