@@ -61,8 +61,9 @@ class AudioTrack:
             return set()
         return {line.split(",")[0] for line in listing.read_text().splitlines() if line}
 
-    def slice(self, k: int, check: Callable[[], None]) -> Path:
-        """Part k's slice, once complete; `check()` runs while it waits."""
+    def slice(self, k: int, check: Callable[[], None]) -> Path | None:
+        """Part k's slice, once complete (None: the audio ends before part k);
+        `check()` runs while it waits."""
         name = f"slice_{k:05d}.nut"
         while name not in self._listed():
             if self._done.is_set():
@@ -72,7 +73,7 @@ class AudioTrack:
                     tail = (self.result.stderr_tail if self.result else "")[-300:]
                     raise JobError("FFMPEG_FAILED", f"the audio track failed: {tail}")
                 if not (self.folder / name).is_file():  # the audio ends before this part
-                    raise JobError("FFMPEG_FAILED", f"the audio track has no slice {k}")
+                    return None
                 break
             check()
             self._done.wait(WAIT_SLICE)

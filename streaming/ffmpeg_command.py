@@ -27,6 +27,13 @@ from streaming.media_probe import MediaInfo, input_guard
 HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
 POSTER_SHORT_SIDE = 720
 TIMELINE_OFFSET = 10  # seconds added to the audio track's and every output's timestamps
+# A part's run seeks this far before its start: to a keyframe before it, and
+# with frames enough for the deinterlacer to see the fields before the first
+# one kept. A container without an index (MPEG-TS) seeks to a time, not to a
+# keyframe: a part that lost its first frames runs again with 4 times the
+# margin (streaming/part_encode.py), up to the last.
+SEEK_MARGIN = 5.0
+MAX_SEEK_MARGIN = 320.0
 
 
 # HDR (PQ/HLG) to SDR BT.709: linear light, BT.709 primaries, then the Mobius
@@ -120,6 +127,12 @@ class PartSpan:
     audio: Path | None  # its slice of the audio track; None: no audio
     folder: Path  # its playlists and tiles
     poster: bool  # the poster's frame is in it
+    silence: float = 0.0  # seconds of silence instead, for a part after the audio has ended
+    margin: float = SEEK_MARGIN  # how far before its start it seeks
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None or self.silence > 0
 
 
 def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
@@ -169,7 +182,9 @@ def _filter_graph(
     downscale drops). The storyboard tiles and the poster come from the top
     rendition; the poster branch lets one frame through and then ends, so it
     costs one scale, not one per frame."""
-    pre = _trim(part) + "".join(f + "," for f in pre_filters(info, opts))
+    # (the trim after the deinterlacer, tone mapping and frame-rate cap, which
+    # then see the frames before the part as in one run)
+    pre = "".join(f + "," for f in pre_filters(info, opts)) + _trim(part)
     last = len(renditions) - 1
     graph = []
     for i, r in enumerate(renditions):
@@ -205,7 +220,7 @@ def _rendition_output(
     track's slice, HLS with MPEG-TS segments numbered from the part's first."""
     seg = opts.segment_seconds
     command = ["-map", f"[v{index}]"]
-    if part.audio is not None:
+    if part.has_audio:
         command += ["-map", "1:a:0"]
     command += [
         "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
@@ -218,6 +233,8 @@ def _rendition_output(
         command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
     if part.audio is not None:
         command += ["-c:a", "copy"]
+    elif part.silence:
+        command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k"]
     return command + [
         "-max_muxing_queue_size", "4096", "-output_ts_offset", str(TIMELINE_OFFSET),
         "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
@@ -243,8 +260,8 @@ def transcode_command(
     command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts"]
     if decoder:
         command += ["-c:v", decoder]
-    if part.start is not None:  # to the keyframe before; the trim cuts exactly
-        command += ["-noaccurate_seek", "-ss", f"{part.start}"]
+    if part.start is not None:  # to a keyframe before; the trim cuts exactly
+        command += ["-noaccurate_seek", "-ss", f"{max(0.0, part.start - part.margin)}"]
     if part.file_start:
         command += ["-itsoffset", f"{-part.file_start}"]
     command += input_guard(source)
@@ -252,6 +269,11 @@ def transcode_command(
         command += [
             "-itsoffset", f"{-TIMELINE_OFFSET}", "-protocol_whitelist", "file",
             "-f", "nut", "-i", f"file:{part.audio}",
+        ]  # fmt: skip
+    elif part.silence:
+        command += [
+            "-itsoffset", f"{part.start or 0.0}", "-t", f"{part.silence}",
+            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
         ]  # fmt: skip
     command += ["-filter_complex", _filter_graph(info, renditions, opts, part)]
     for i, r in enumerate(renditions):

@@ -67,7 +67,7 @@ class MediaInfo:
     audio_channels: int = 0
     video_stream: int = 0  # the chosen stream's index in the file (not cover art)
     start_time: float = 0.0  # the file's: FFmpeg's timeline starts here
-    video_start: float = 0.0  # the video's first frame on that timeline
+    video_end: float = 0.0  # where the video ends on that timeline, if the file says
 
     @property
     def short_side(self) -> int:
@@ -138,6 +138,14 @@ def _seconds(value: object) -> float:
     return seconds if math.isfinite(seconds) and abs(seconds) < 86400 else 0.0
 
 
+def _video_end(data: dict[str, Any], video: dict[str, Any]) -> float:
+    duration = _seconds(video.get("duration"))
+    if duration <= 0:
+        return 0.0
+    start = _seconds(video.get("start_time")) - _seconds(data.get("format", {}).get("start_time"))
+    return max(0.0, start) + duration
+
+
 def _index(stream: dict[str, Any]) -> int:
     try:
         return max(0, int(stream.get("index") or 0))
@@ -184,9 +192,8 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         audio_channels=int(audios[0].get("channels") or 0) if audios else 0,
         video_stream=_index(video),
         start_time=_seconds(data.get("format", {}).get("start_time")),
-        video_start=max(0.0, _seconds(video.get("start_time"))
-                        - _seconds(data.get("format", {}).get("start_time"))),
-    )  # fmt: skip
+        video_end=_video_end(data, video),
+    )
 
 
 def probe(

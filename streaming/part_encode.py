@@ -20,6 +20,8 @@ from streaming.checkpoint import PartBook, make_archive, restore_archive
 from streaming.encode import Encoded, Stage, encode_options, raise_for
 from streaming.errors import JobError
 from streaming.ffmpeg_command import (
+    MAX_SEEK_MARGIN,
+    SEEK_MARGIN,
     TIMELINE_OFFSET,
     PartSpan,
     pick_decoder,
@@ -88,14 +90,17 @@ class _Parts:
     runs: int = 0
     done_seconds: float = 0.0
 
-    def span(self, k: int) -> PartSpan:
+    def span(self, k: int, margin: float) -> PartSpan:
         plan, folder = self.book.plan, self.st.layout.part_folder(k)
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "tiles").mkdir(parents=True)
         audio = self.audio.slice(k, self.st.check) if self.audio is not None else None
+        # A part after the audio has ended gets silence (the players expect
+        # the audio stream the first parts announced).
+        silence = plan.seconds(k) if self.audio is not None and audio is None else 0.0
         poster = plan.holds(k, poster_time(self.info.duration)) or plan.count == 1
         return PartSpan(plan.start(k), plan.end(k), plan.first_segment(k),
-                        self.info.start_time, audio, folder, poster)  # fmt: skip
+                        self.info.start_time, audio, folder, poster, silence, margin)  # fmt: skip
 
     def report(self, k: int, seconds: float) -> None:
         self.uploader.ship_finished_segments()
@@ -120,27 +125,52 @@ class _Parts:
         self.uploader.forget(names)
 
     def encode(self, k: int) -> None:
-        """Part k, with the hardware decoder and then once in software if it
-        fails (and in software from then on)."""
-        span = self.span(k)
-        result = self._run(k, span)
-        if not result.ok and self.decoder is not None:
-            self.st.log.event("hw_decode_failed", "warning", decoder=self.decoder,
-                              part=k, stderr=result.stderr_tail)  # fmt: skip
-            self.discard(k)
-            self.decoder = None
-            result = self._run(k, self.span(k))
-        if not result.ok:
-            raise_for(self.st, result)
+        """Part k, with the hardware decoder and then in software if it fails
+        (and in software from then on); with a wider seek margin if it lost
+        its first frames (a container whose seek lands after the keyframe)."""
+        margin = SEEK_MARGIN
+        while True:
+            span = self.span(k, margin)
+            result = self._run(k, span)
+            if not result.ok and self.decoder is not None:
+                self.st.log.event("hw_decode_failed", "warning", decoder=self.decoder,
+                                  part=k, stderr=result.stderr_tail)  # fmt: skip
+                self.discard(k)
+                self.decoder = None
+                continue
+            if not result.ok:
+                raise_for(self.st, result)
+            if margin < MAX_SEEK_MARGIN and self.starts_late(k, span):
+                self.st.log.event("part_seek_widened", "info", part=k, margin=margin * 4)
+                self.discard(k)
+                margin *= 4
+                continue
+            break
         self.book.add(*finish_part(self.st, self.book, k, span, self.renditions, self.uploader))
         self.done_seconds += self.book.plan.seconds(k)
         self.st.log.event("part_finished", part=k, of=self.book.plan.count,
                           seconds=round(result.seconds, 2))  # fmt: skip
 
+    def starts_late(self, k: int, span: PartSpan) -> bool:
+        """The run sought, and its video covers less of the part than the
+        part holds (to the video's end, in the last) by more than two
+        frames: it lost the frames between the seek and the next keyframe."""
+        end = span.end if span.end is not None else self.info.video_end
+        if span.start is None or span.margin >= span.start or end <= span.start:
+            return False
+        covered = sum(seconds for seconds, _ in _listed(span, self.renditions[0]))
+        return covered < end - span.start - 2 / max(self.info.fps, 10.0)
+
     def _run(self, k: int, span: PartSpan) -> RunResult:
         self.runs += 1
         return _run_encode(self.st, self.feed, self.info, self.renditions, self.decoder,
                            lambda seconds: self.report(k, seconds), span)  # fmt: skip
+
+
+def _listed(span: PartSpan, rendition: Rendition) -> list[tuple[float, str]]:
+    """The segments a part's run wrote of a rendition (none if it wrote no playlist)."""
+    playlist = span.folder / f"{rendition.name}.m3u8"
+    return read_media_playlist(playlist) if playlist.is_file() else []
 
 
 def finish_part(
@@ -153,7 +183,7 @@ def finish_part(
     segments: dict[str, list[Segment]] = {}
     streams: dict[str, list[dict[str, Any]]] = {}
     for r in renditions:
-        listed = read_media_playlist(span.folder / f"{r.name}.m3u8")
+        listed = _listed(span, r)
         if len(listed) > plan.segments_per_part:
             raise JobError("FFMPEG_FAILED", f"part {k} wrote {len(listed)} segments, "
                            f"more than its {plan.segments_per_part}")  # fmt: skip

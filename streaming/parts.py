@@ -3,7 +3,7 @@ leaves for the next attempt.
 
 Part k holds the video from `start(k)` to `start(k + 1)` of the timeline
 FFmpeg gives the upload (seconds from the file's start), a whole number of
-segments from the video's first frame, and the audio packets that begin in
+segments, and the audio packets that begin in
 the same span: the audio is encoded once for the whole file
 (streaming/audio_track.py), so a join is as seamless as any other packet
 boundary. Each part's segments are numbered and timestamped as in one
@@ -27,6 +27,7 @@ from typing import Any
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # 10 000 segments per rendition fit well within
+GRID_SLACK = 0.001  # seconds: less than any frame's duration, more than any rounding
 
 
 def fingerprint(upload: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -39,7 +40,10 @@ def fingerprint(upload: dict[str, Any], settings: dict[str, Any]) -> str:
 class PartPlan:
     fingerprint: str
     tag: str  # in every segment's name (streaming/ffmpeg_command.py OutputLayout)
-    origin: float  # the video's first frame: where the segment grid starts
+    # Where the grid starts: 0, FFmpeg's zero. (Not the video's first frame as
+    # ffprobe states it: decoders may stamp frames otherwise, e.g. interlaced
+    # MPEG-TS; a video that starts late only has a shorter first segment.)
+    origin: float
     length: int  # seconds per part, whole segments
     segment_seconds: int
     duration: float
@@ -53,12 +57,14 @@ class PartPlan:
         return self.length // self.segment_seconds
 
     def start(self, k: int) -> float | None:
-        """Where part k begins (None: at the beginning of the file)."""
-        return None if k == 0 else round(self.origin + k * self.length, 6)
+        """Where part k begins (None: at the beginning of the file): just
+        before its first frame's time on the grid, so that a frame on the grid
+        falls in the part it begins, whatever the rounding of its timestamp."""
+        return None if k == 0 else round(self.origin + k * self.length - GRID_SLACK, 6)
 
     def end(self, k: int) -> float | None:
         """Where part k ends (None: at the end of the file)."""
-        return None if k == self.count - 1 else round(self.origin + (k + 1) * self.length, 6)
+        return None if k == self.count - 1 else self.start(k + 1)
 
     def seconds(self, k: int) -> float:
         """How much of the match part k holds (for progress)."""

@@ -247,7 +247,7 @@ def open_parts(
     settings = ctx.services.settings
     plan = PartPlan(
         fingerprint(p.source.stat.identity(), plan_settings(p.stage, renditions)),
-        p.stage.layout.tag, info.video_start, settings.part_seconds,
+        p.stage.layout.tag, 0.0, settings.part_seconds,
         settings.segment_seconds, info.duration,
     )  # fmt: skip
     folder = media_prefix(ctx.request.org_id, ctx.request.media_id)
