@@ -346,6 +346,42 @@ def probe(path: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def stream_packets(files: list[Path], kind: str) -> list[tuple[int, int]]:
+    found = []
+    for file in files:
+        data = probe(file, "-select_streams", f"{kind}:0", "-show_entries", "packet=pts,duration")
+        found += [(int(p["pts"]), int(p.get("duration") or 0)) for p in data["packets"]]
+    return found
+
+
+def assert_continuous(local: Path, source: Path) -> None:
+    """Every variant: segment numbers without a gap, the source's frames all
+    there once, audio packets end to end (no gap, no overlap)."""
+    counted = probe(source, "-count_packets", "-select_streams", "v:0",
+                    "-show_entries", "stream=nb_read_packets")  # fmt: skip
+    frames = int(counted["streams"][0]["nb_read_packets"])
+    master = m3u8.load(str(local / "index.m3u8"))
+    for variant in master.playlists:
+        media = m3u8.load(str(local / variant.uri))
+        numbers = [int(seg.uri.rsplit("_", 1)[1].split(".")[0]) for seg in media.segments]
+        assert numbers == list(range(len(numbers))), numbers
+        files = [local / seg.uri for seg in media.segments]
+        video = sorted(stream_packets(files, "v"))
+        assert len(video) == frames, (variant.uri, len(video), frames)
+        steps = {b[0] - a[0] for a, b in zip(video, video[1:], strict=False)}
+        assert len(steps) == 1, steps  # constant frame rate in, no lost or doubled frame out
+        # End to end within 1 ms: a join's gap or overlap would be an AAC frame
+        # (21 ms); a source with millisecond timestamps (Matroska) jitters less.
+        audio = stream_packets(files, "a")
+        gaps = [(a, b) for a, b in zip(audio, audio[1:], strict=False)
+                if abs(b[0] - a[0] - a[1]) > 90]  # fmt: skip
+        assert gaps == [], gaps[:5]
+
+
+def audio_packets(files: list[Path]) -> list[tuple[int, int]]:
+    return stream_packets(files, "a")
+
+
 def stream_times(path: Path) -> dict[str, tuple[float, float]]:
     """(start, end) of the first video and audio stream, from their packets."""
     found: dict[str, tuple[float, float]] = {}
