@@ -43,9 +43,10 @@ BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 class Daemon:
     """The worker as systemd runs it, its JSON log lines read as they come."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], root: Path = ROOT) -> None:
+        self.env = env
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "streaming" / "stream_worker_sqs.py")],
+            [sys.executable, str(root / "streaming" / "stream_worker_sqs.py")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -63,6 +64,8 @@ class Daemon:
         seen, deadline = [], time.monotonic() + timeout
         while True:
             event = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
+            if os.environ.get("BENCH_VERBOSE"):
+                print(event["event_type"], event.get("error_code") or "", file=sys.stderr)
             seen.append(event)
             if event["event_type"].endswith(suffix):
                 return seen
@@ -72,7 +75,8 @@ class Daemon:
         self.proc.wait(30)
 
 
-def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) -> dict[str, Any]:
+def send_job(stack: LocalStack, queue_url: str, clip: Path) -> float:
+    """Upload `clip` as a new video, send its job; returns when it was sent."""
     s3, sqs = stack.clients()
     org, media, job = (str(uuid.uuid4()) for _ in range(3))
     key = f"orgs/{org}/uploads/{media}/raw/{clip.name}"
@@ -82,13 +86,24 @@ def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) ->
     body = {"job_id": job, "media_id": media, "org_id": org}
     started = time.perf_counter()
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
-    events = daemon.wait_for("job_settled", timeout=3600)
+    return started
+
+
+def wait_until_gone(stack: LocalStack, queue_url: str) -> None:
+    """Until the queue holds no message, visible or not."""
+    _, sqs = stack.clients()
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     while any(
         int(v) for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)[
             "Attributes"].values()
     ):  # fmt: skip
         time.sleep(0.005)
+
+
+def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) -> dict[str, Any]:
+    started = send_job(stack, queue_url, clip)
+    events = daemon.wait_for("job_settled", timeout=3600)
+    wait_until_gone(stack, queue_url)
     seconds = time.perf_counter() - started
     assert events[-1]["outcome"] == "succeeded", events[-1]
     stages = {
