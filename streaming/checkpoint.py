@@ -49,6 +49,7 @@ class PartBook:
     adopted: dict[int, PartRecord] = field(default_factory=dict)
     finished: dict[int, PartRecord] = field(default_factory=dict)
     pending: list[_Pending] = field(default_factory=list)
+    recorded: set[int] = field(default_factory=set)
 
     @property
     def folder(self) -> str:
@@ -69,6 +70,12 @@ class PartBook:
             for segments in record.segments.values()
             for uri, _, _ in segments
         }
+
+    def keys(self) -> tuple[str, ...]:
+        """Every key of the parts this attempt adopted or recorded."""
+        parts = set(self.adopted) | self.recorded
+        records = [self.key(k, suffix) for k in sorted(parts) for suffix in ("json", "tar")]
+        return (*sorted(self.stream_keys()), *records)
 
     def add(self, record: PartRecord, keys: list[str], archive: Path) -> None:
         self.finished[record.part] = record
@@ -96,6 +103,7 @@ class PartBook:
         except StorageUnavailable as exc:  # a checkpoint is a saving, not the job
             self.log.event("part_record_failed", "warning", part=k, error=str(exc)[:200])
             return
+        self.recorded.add(k)
         self.log.event("part_recorded", part=k)
 
     def clear(self) -> None:

@@ -7,7 +7,6 @@ At the end the parts' segment lists are joined into the variant playlists."""
 
 from __future__ import annotations
 
-import math
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -192,7 +191,12 @@ def finish_part(
             found = probe_output(st.settings.ffprobe_bin, layout.root / listed[0][1], st.check)
             streams[r.name] = found.get("streams", [])
     if not all(segments.values()) and k < plan.count - 1:
-        raise JobError("FFMPEG_FAILED", f"part {k} of {plan.count} wrote no segments")
+        # FFmpeg ends without an error where a cut file's data ends (as write_master judges)
+        raise JobError(
+            "INPUT_CORRUPT",
+            f"the video data ends before {span.start or 0.0:.1f}s of the "
+            f"{plan.duration:.1f}s the file states: truncated or corrupt upload",
+        )
     tiles = _keep_tiles(st, plan, k, span)
     poster = [layout.poster] if span.poster and layout.poster.is_file() else []
     archive = span.folder / "part.tar"
@@ -208,7 +212,7 @@ def _keep_tiles(st: Stage, plan: PartPlan, k: int, span: PartSpan) -> list[Path]
     seg, kept = st.settings.segment_seconds, []
     for tile in sorted((span.folder / "tiles").glob("tile_*.jpg")):
         at = int(tile.stem.split("_")[1]) * seg
-        if plan.holds(k, at) or (k == 0 and at < (plan.start(1) or math.inf)):
+        if plan.holds(k, at):
             kept.append(tile.replace(st.layout.tiles / tile.name))
     return kept
 

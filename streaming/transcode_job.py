@@ -94,11 +94,15 @@ class _Made:
     bucket: str = ""
     upload: dict[str, Any] | None = None  # the upload's identity, once seen
     uploader: OutputUploader | None = None
+    book: PartBook | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> Report:
+        """What a permanent failure removes: this attempt's uploads, and the
+        parts (segments and records) it adopted or recorded."""
         written = self.uploader.written_keys() if self.uploader else ()
-        return Report(bucket=self.bucket, written=written, upload=self.upload)
+        parts = self.book.keys() if self.book else ()
+        return Report(bucket=self.bucket, written=(*written, *parts), upload=self.upload)
 
 
 def handle_message(services: Services, message: Message, log: EventLog) -> str:
@@ -215,7 +219,7 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
     info = probe_input(p.stage, p.feed)
     ctx.log.event("input_probed", **info.__dict__)
     renditions = choose_renditions(info.width, info.height, ctx.services.settings.ladder)
-    book = open_parts(ctx, p, info, renditions)
+    book = made.book = open_parts(ctx, p, info, renditions)
     stage = replace(p.stage, layout=OutputLayout(p.stage.layout.root, book.plan.tag))
     encoded = p.guard.timed(
         made,

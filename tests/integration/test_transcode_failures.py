@@ -138,6 +138,19 @@ def test_bad_upload_fails_the_job_for_good(world: World, media, clip_name: str, 
     assert world.work_dir_empty()
 
 
+def test_upload_cut_short_fails_in_parts_too_and_leaves_nothing(world: World, media) -> None:
+    """10 s stated, 3 s of data, 6-s parts: the second part finds no video."""
+    upload = world.upload(media.truncated())
+
+    world.run_once(TRANSCODE_PART_SECONDS="6")
+
+    job = world.job(upload.job_id)
+    assert (job["state"], job["error_code"]) == ("failed", "INPUT_CORRUPT")
+    assert world.keys(upload.prefix + "streaming/") == []
+    assert world.keys(upload.prefix + "transcode-parts/") == []
+    assert world.work_dir_empty()
+
+
 def test_playlist_upload_is_never_followed(world: World, media) -> None:
     upload = world.upload(media.playlist())
 
