@@ -6,8 +6,9 @@ poll, as on the Jetson) against the local stack, moto and PostgreSQL on
 loopback; a job's time runs from `SendMessage` until its message is gone from
 the queue (receive, claim, download, probe, transcode, storyboard, upload, DB
 writes, delete). Bare: the identical FFmpeg command line (from the worker's
-own `transcode_ffmpeg_started` event) on a local copy of the file (`file:`
-instead of the worker's loopback input feed). Runs are
+own `transcode_audio_track_started` and `transcode_ffmpeg_started` events:
+the audio track, then each part, one after the other) on a local copy of the
+file (`file:` instead of the worker's loopback input feed). Runs are
 interleaved (worker, bare, worker, ...); medians of N each, and the worker's
 own stage times, so the overhead can be read stage by stage.
 
@@ -109,24 +110,31 @@ def worker_job(stack: LocalStack, queue_url: str, daemon: Daemon, clip: Path) ->
     stages = {
         e["stage"]: e["seconds"] for e in events if e["event_type"].endswith("stage_finished")
     }
-    command = next(e["command"] for e in events if e["event_type"].endswith("ffmpeg_started"))
-    return {"seconds": seconds, "stages": stages, "command": command}
+    commands = [e["command"] for e in events
+                if e["event_type"].endswith(("audio_track_started", "ffmpeg_started"))]  # fmt: skip
+    return {"seconds": seconds, "stages": stages, "commands": commands}
 
 
-def bare_run(command: list[str], clip: Path, base: Path) -> float:
-    """The worker's FFmpeg command with its job folder moved to `base`, reading
-    a local copy of the file instead of the worker's input feed."""
-    job_dir = Path(command[command.index("-hls_segment_filename") + 1]).parent.parent
+def bare_run(commands: list[list[str]], clip: Path, base: Path) -> float:
+    """The worker's FFmpeg commands (its audio track, then each part, one
+    after the other) with its job folder moved to `base`, reading a local
+    copy of the file instead of the worker's input feed."""
+    job_dir = Path(commands[-1][commands[-1].index("-hls_segment_filename") + 1]).parent.parent
     fresh = base / "job"
     shutil.rmtree(fresh, ignore_errors=True)
     (fresh / "out" / "thumbnails").mkdir(parents=True)
     (fresh / "tiles").mkdir()
+    (fresh / "audio").mkdir()
     shutil.copyfile(clip, fresh / "source")
-    args = [a.replace(str(job_dir), str(fresh)) for a in command]
-    args[args.index("-i") + 1] = f"file:{fresh / 'source'}"
-    args[args.index("-protocol_whitelist") + 1] = "file"
     started = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    for command in commands:
+        args = [a.replace(str(job_dir), str(fresh)) for a in command]
+        args[args.index("-i") + 1] = f"file:{fresh / 'source'}"
+        args[args.index("-protocol_whitelist") + 1] = "file"
+        for flag in ("-hls_segment_filename", "-frame_pts"):  # a part's own folders
+            if flag in args:
+                Path(args[args.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -148,7 +156,7 @@ def main() -> int:
             try:
                 for _ in range(options.runs):
                     jobs.append(worker_job(stack, queue_url, daemon, options.clip))
-                    bare_times.append(bare_run(jobs[-1]["command"], options.clip, base))
+                    bare_times.append(bare_run(jobs[-1]["commands"], options.clip, base))
             finally:
                 daemon.stop()
         finally:

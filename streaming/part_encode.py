@@ -253,10 +253,13 @@ def encode(
 
 def _audio_track(st: Stage, feed: InputFeed, info: MediaInfo, plan: PartPlan) -> AudioTrack:
     cuts = [start for k in range(1, plan.count) if (start := plan.start(k)) is not None]
-    return AudioTrack.for_parts(
+    track = AudioTrack.for_parts(
         st.settings.ffmpeg_bin, feed.url, encode_options(st), cuts, st.layout.audio,
         st.settings.ffmpeg_stall_seconds,
-    ).start()  # fmt: skip
+    )  # fmt: skip
+    shown = [arg.replace(feed.url, FEED_PLACEHOLDER) for arg in track.command]
+    st.log.event("audio_track_started", slices=len(cuts) + 1, command=shown)
+    return track.start()
 
 
 def join_playlists(
