@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,19 @@ class PartBook:
                 continue
             self._write(item)
         self.pending = still
+
+    def write_when_landed(self, landed: Any, seconds: float) -> None:
+        """Wait (at most `seconds`) for the pending parts' segments, writing
+        each record as they land: a stopping worker records what it finished."""
+        deadline = time.monotonic() + seconds
+        while self.pending and time.monotonic() < deadline:
+            self.write_landed(landed)
+            time.sleep(0.1)
+        self.write_landed(landed)
+        if self.pending:
+            self.log.event(
+                "parts_not_recorded", "info", parts=[p.record.part for p in self.pending]
+            )
 
     def _write(self, item: _Pending) -> None:
         k = item.record.part

@@ -17,7 +17,7 @@ from typing import Any
 from streaming.audio_track import AudioTrack
 from streaming.checkpoint import PartBook, make_archive, restore_archive
 from streaming.encode import Encoded, Stage, encode_options, raise_for
-from streaming.errors import JobError
+from streaming.errors import JobAborted, JobError
 from streaming.ffmpeg_command import (
     MAX_SEEK_MARGIN,
     SEEK_MARGIN,
@@ -36,6 +36,10 @@ from streaming.output_upload import OutputUploader
 from streaming.parts import PartPlan, PartRecord, Segment
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from utils.storage import ObjectMissing, StorageUnavailable
+
+# On a stop, how long the parts already encoded may wait for their segments
+# to land and be recorded (within systemd's TimeoutStopSec=45 for the whole stop).
+STOP_RECORD_SECONDS = 10.0
 
 
 def plan_settings(st: Stage, renditions: list[Rendition]) -> dict[str, Any]:
@@ -243,6 +247,10 @@ def encode(
         for k in range(plan.count):
             if k not in book.adopted:
                 walk.encode(k)
+    except JobAborted as exc:
+        if not exc.lost:  # a stop: what is done is recorded before the job goes back
+            book.write_when_landed(uploader.landed, STOP_RECORD_SECONDS)
+        raise
     finally:
         if audio is not None:
             audio.close()

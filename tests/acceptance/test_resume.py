@@ -61,7 +61,10 @@ def test_interrupted_job_resumes_from_its_recorded_parts(
     upload = world.upload(clip)
     first = start_worker(world, **env)
     try:
-        read_until(first, [("transcode_part_recorded", None)] * 3)
+        # SIGKILL once three parts are recorded; SIGTERM once three are encoded,
+        # which the stopping worker then records before it hands the job back
+        step = "transcode_part_recorded" if how == "SIGKILL" else "transcode_part_finished"
+        read_until(first, [(step, None)] * 3)
         first.send_signal(getattr(signal, how))
         first.communicate(timeout=60)
     finally:
@@ -88,8 +91,9 @@ def test_interrupted_job_resumes_from_its_recorded_parts(
     reference = world.download_prefix(whole.prefix + "streaming/", tmp_path / "whole")
     whole_audio = audio_packets(sorted(reference.glob("720p_*.ts")))
     assert len(audio_packets(sorted(local.glob("720p_*.ts")))) == len(whole_audio)
-    joins = [k * PART_SECONDS for k in range(1, PARTS)]
-    assert_plays(local, at=[t - 1.0 for t in joins])
+    if how == "SIGKILL":  # (the same stream either way: played once, for the suite's time)
+        joins = [k * PART_SECONDS for k in range(1, PARTS)]
+        assert_plays(local, at=[t - 1.0 for t in joins])
 
 
 def test_a_recorded_part_missing_from_storage_is_encoded_again(
