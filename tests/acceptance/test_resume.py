@@ -52,7 +52,10 @@ def test_interrupted_job_resumes_from_its_recorded_parts(
         "resume.mp4", *video_source("1280x720", "30", 60), *tone(60),
         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
     )  # fmt: skip
-    env = {**scaled(world), "TRANSCODE_PART_SECONDS": str(PART_SECONDS)}
+    # (x264 `veryfast`, so that encoding, not a job's fixed costs, is most of the time,
+    # as in a real match)
+    env = {**scaled(world), "TRANSCODE_PART_SECONDS": str(PART_SECONDS),
+           "TRANSCODE_PRESET": "veryfast"}  # fmt: skip
     whole = world.upload(clip)
     run = world.run_worker(**env)
     assert run.returncode == 0, run.stderr
@@ -119,6 +122,7 @@ def test_a_recorded_part_missing_from_storage_is_encoded_again(
     assert second.returncode == 0, second.stderr
     job = world.job(upload.job_id)
     assert job["state"] == "succeeded", job
-    assert job["result"]["parts_adopted"] == [0]
+    adopted = job["result"]["parts_adopted"]
+    assert 0 in adopted and 1 not in adopted, adopted  # (2 too, if it was recorded in time)
     local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "out")
     assert_continuous(local, clip)
