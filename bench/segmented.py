@@ -8,15 +8,17 @@ from SendMessage until its message is gone from the queue:
 - single run: the worker as of BASELINE (a git revision before segmented
   transcoding, checked out in a temporary worktree), one FFmpeg run for the
   whole match;
-- segmented: this worker as deployed (TRANSCODE_PART_SECONDS 300).
+- segmented: this worker (TRANSCODE_PART_SECONDS 300 as deployed, or
+  `--part-seconds`).
 Restart: the segmented job, its daemon stopped with SIGTERM (what
 `systemctl restart` sends) once a given share of the uninterrupted job's
 median time has passed, and a new daemon started at once. Seconds lost = the
 interrupted job's whole time (send to gone) less the uninterrupted median; a
 single run would lose everything it had done, that share of its own time.
 
-    .venv/bin/python bench/segmented.py bench/out/match600_720p.mp4 [--runs 2] \\
-        [--baseline 635e479] [--restarts 25,50,75]
+    .venv/bin/python bench/match_clip.py bench/out/match600_360p.mp4 --seconds 600 --size 640x360
+    .venv/bin/python bench/segmented.py bench/out/match600_360p.mp4 [--runs 2] \\
+        [--baseline 635e479] [--restarts 25,50,75] [--part-seconds 300]
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--baseline", default=BASELINE)
     parser.add_argument("--restarts", default="25,50,75", help="stop points, % of the job's time")
+    parser.add_argument("--part-seconds", type=int, default=300, help="TRANSCODE_PART_SECONDS")
     options = parser.parse_args()
     times: dict[str, list[float]] = {"single": [], "segmented": []}
     lost: list[tuple[int, float, list[int]]] = []
@@ -94,7 +97,8 @@ def main() -> int:
             def env(name: str) -> dict[str, str]:
                 return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                         **stack.env(SQS_QUEUE_URL=new_queue(stack, name),
-                                    TRANSCODE_WORK_DIR=str(base / name))}  # fmt: skip
+                                    TRANSCODE_WORK_DIR=str(base / name),
+                                    TRANSCODE_PART_SECONDS=str(options.part_seconds))}  # fmt: skip
 
             daemons = {"single": Daemon(env("single"), old), "segmented": Daemon(env("segmented"))}
             try:
@@ -129,7 +133,7 @@ def report(options: argparse.Namespace, times: dict[str, list[float]],
           f"baseline {options.baseline}")  # fmt: skip
     print(f"{'job (send → message gone)':<40} {'median s':>9} {'spread':>8}")
     for name, label in (("single", "single run (baseline worker)"),
-                        ("segmented", "segmented (this worker, 300-s parts)")):  # fmt: skip
+                        ("segmented", f"segmented ({options.part_seconds}-s parts)")):  # fmt: skip
         runs = times[name]
         print(f"{label:<40} {statistics.median(runs):>9.1f} {max(runs) - min(runs):>8.1f}")
     print(f"segmented / single run: {segmented / single:.3f}")
