@@ -245,6 +245,28 @@ def _rendition_output(
     ]  # fmt: skip
 
 
+def _inputs(source: Path | str, decoder: str | None, part: PartSpan) -> list[str]:
+    """The upload from a keyframe before the part (the trim cuts exactly), on
+    FFmpeg's usual timeline; then the part's audio: its slice of the track, or silence."""
+    video = ["-c:v", decoder] if decoder else []
+    if part.start is not None:
+        video += ["-noaccurate_seek", "-ss", f"{max(0.0, part.start - part.margin)}"]
+    if part.file_start:
+        video += ["-itsoffset", f"{-part.file_start}"]
+    video += input_guard(source)
+    if part.audio is not None:
+        return video + [
+            "-itsoffset", f"{-TIMELINE_OFFSET}", "-protocol_whitelist", "file",
+            "-f", "nut", "-i", f"file:{part.audio}",
+        ]  # fmt: skip
+    if part.silence:
+        return video + [
+            "-itsoffset", f"{part.start or 0.0}", "-t", f"{part.silence}",
+            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
+        ]  # fmt: skip
+    return video
+
+
 def transcode_command(
     ffmpeg: str,
     source: Path | str,
@@ -258,23 +280,7 @@ def transcode_command(
     """The one FFmpeg run that makes a part of every rendition, its tiles and
     (in the part that holds its frame) the poster."""
     command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts"]
-    if decoder:
-        command += ["-c:v", decoder]
-    if part.start is not None:  # to a keyframe before; the trim cuts exactly
-        command += ["-noaccurate_seek", "-ss", f"{max(0.0, part.start - part.margin)}"]
-    if part.file_start:
-        command += ["-itsoffset", f"{-part.file_start}"]
-    command += input_guard(source)
-    if part.audio is not None:
-        command += [
-            "-itsoffset", f"{-TIMELINE_OFFSET}", "-protocol_whitelist", "file",
-            "-f", "nut", "-i", f"file:{part.audio}",
-        ]  # fmt: skip
-    elif part.silence:
-        command += [
-            "-itsoffset", f"{part.start or 0.0}", "-t", f"{part.silence}",
-            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
-        ]  # fmt: skip
+    command += _inputs(source, decoder, part)
     command += ["-filter_complex", _filter_graph(info, renditions, opts, part)]
     for i, r in enumerate(renditions):
         command += _rendition_output(i, r, info, opts, layout, part)
