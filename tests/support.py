@@ -238,6 +238,16 @@ def start_worker(world: World, *args: str, **env: str) -> subprocess.Popen:
     )
 
 
+def start_worker_logging_to(world: World, log: Path, **env: str) -> subprocess.Popen:
+    """The daemon with its events in a file: a long run would fill a pipe
+    that nobody reads until the end, and the worker would block writing."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER)], env={**world.base_env(), **world.env, **env},
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
 def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120) -> list[dict]:
     """Read the worker's event lines until `event_type` appears."""
     seen = []

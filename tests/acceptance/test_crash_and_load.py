@@ -19,6 +19,7 @@ from tests.support import (
     read_until,
     scaled,
     start_worker,
+    start_worker_logging_to,
     stop_all,
     wait_for,
 )
@@ -71,14 +72,15 @@ def test_sigkill_in_any_stage_and_another_worker_finishes(
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_workers_sharing_a_queue_transcode_each_job_exactly_once(
-    world: World, media, workers: int
+    world: World, media, tmp_path, workers: int
 ) -> None:
     clip = media.h264(320, 180, 2)
     uploads = [world.upload(clip) for _ in range(12)]
     for upload in uploads[:4]:  # the upload-completion function sent these twice
         world.send(upload.message())
     env = {**scaled(world), "VERBOSE_LOGGING": "false"}
-    procs = [start_worker(world, **env) for _ in range(workers)]
+    logs = [tmp_path / f"worker{i}.log" for i in range(workers)]
+    procs = [start_worker_logging_to(world, log, **env) for log in logs]
     try:
         wait_for(
             lambda: all(world.job(u.job_id)["state"] == "succeeded" for u in uploads),
@@ -86,8 +88,9 @@ def test_workers_sharing_a_queue_transcode_each_job_exactly_once(
         )
         wait_for(lambda: world.queue_counts() == (0, 0), timeout=120, what="an empty queue")
     finally:
-        outputs = stop_all(procs)
-    log = [json.loads(line) for out in outputs for line in out.splitlines() if line[:1] == "{"]
+        stop_all(procs)
+    lines = [line for path in logs for line in path.read_text().splitlines()]
+    log = [json.loads(line) for line in lines if line[:1] == "{"]
     started = Counter(e["job_id"] for e in log if e["event_type"] == "transcode_ffmpeg_started")
     succeeded = Counter(e["job_id"] for e in log if e["event_type"] == "transcode_job_succeeded")
     assert set(started) == {u.job_id for u in uploads}
