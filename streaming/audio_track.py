@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streaming.errors import JobAborted, JobError
-from streaming.ffmpeg_command import audio_command
+from streaming.ffmpeg_command import EncodeOptions, audio_command
 from streaming.ffmpeg_runner import RunResult, run_ffmpeg
 
 WAIT_SLICE = 0.2  # seconds between looks for a slice
@@ -32,10 +32,11 @@ class AudioTrack:
 
     @classmethod
     def for_parts(
-        cls, ffmpeg: str, source: str, opts: object, cuts: list[float], folder: Path, stall: int
-    ) -> AudioTrack:
+        cls, ffmpeg: str, source: str, opts: EncodeOptions, cuts: list[float], folder: Path,
+        stall: int,
+    ) -> AudioTrack:  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
-        return cls(audio_command(ffmpeg, source, opts, cuts, folder), folder, stall)  # type: ignore[arg-type]
+        return cls(audio_command(ffmpeg, source, opts, cuts, folder), folder, stall)
 
     def start(self) -> AudioTrack:
         self._thread.start()

@@ -16,7 +16,7 @@ import io
 import re
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +164,10 @@ def open_book(
             book.clear()
         return book
     tag = same[0].tag
-    book.plan = PartPlan(plan.fingerprint, tag, plan.origin, plan.length,
-                         plan.segment_seconds, plan.duration)  # fmt: skip
+    book.plan = replace(plan, tag=tag)
     stored = _sizes(storage, bucket, media_prefix + "streaming/")
     for record in same:
-        if record.tag == tag and _whole(record, stored, media_prefix, found, book):
+        if record.tag == tag and _whole(record, stored, found, book):
             book.adopted[record.part] = record
         else:
             log.event("part_record_incomplete", "warning", part=record.part)
@@ -176,10 +175,10 @@ def open_book(
 
 
 def _whole(
-    record: PartRecord, stored: dict[str, int], media_prefix: str, found: dict[str, int],
-    book: PartBook,
-) -> bool:  # fmt: skip
-    prefix = media_prefix + "streaming/"
+    record: PartRecord, stored: dict[str, int], found: dict[str, int], book: PartBook
+) -> bool:
+    """Every segment of the part in `streaming/` with its recorded size, and its tar."""
+    prefix = book.media_prefix + "streaming/"
     segments = all(
         stored.get(prefix + uri) == size
         for segments in record.segments.values()

@@ -205,7 +205,7 @@ def finish_part(
     poster = [layout.poster] if span.poster and layout.poster.is_file() else []
     archive = span.folder / "part.tar"
     size = make_archive(archive, tiles + poster)
-    uploader.ship_finished_segments(ffmpeg_done=False, now=True)
+    uploader.ship_finished_segments(now=True)
     record = PartRecord(k, plan.fingerprint, plan.tag, segments, streams, size)
     keys = [uploader.prefix + uri for part in segments.values() for uri, _, _ in part]
     return record, keys, archive

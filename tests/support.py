@@ -30,6 +30,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from devstack.clips import tone, video_source
 from devstack.stack import LocalStack, insert_upload
 from streaming.hls_output import codecs_string
 from streaming.services import Services
@@ -246,6 +247,30 @@ def start_worker_logging_to(world: World, log: Path, **env: str) -> subprocess.P
             [sys.executable, str(WORKER)], env={**world.base_env(), **world.env, **env},
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+
+
+def clip_with_tone(
+    media: Any, name: str, size: str = "640x360", seconds: float = 20,
+    audio_seconds: float | None = None,
+) -> Path:  # fmt: skip
+    """An H.264 + AAC MP4 of testsrc2 at 30 fps with a continuous tone (as
+    long as the video unless `audio_seconds` says)."""
+    audio = seconds if audio_seconds is None else audio_seconds
+    return media.made(
+        name, *video_source(size, "30", seconds), *tone(audio),
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    )  # fmt: skip
+
+
+def stop_after(proc: subprocess.Popen, event_type: str, count: int, how: str = "SIGTERM") -> None:
+    """Read the worker's events until `event_type` has come `count` times,
+    then send it `how` and wait for it to end."""
+    try:
+        read_until(proc, [(event_type, None)] * count)
+        proc.send_signal(getattr(signal, how))
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
 
 
 def wait_for_event(proc: subprocess.Popen, event_type: str, timeout: float = 120) -> list[dict]:

@@ -11,12 +11,10 @@ two workers' `job_succeeded` lines, measured in the same test.
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 
-from devstack.clips import tone, video_source
 from tests.players import assert_plays
 from tests.support import (
     BUCKET,
@@ -24,9 +22,10 @@ from tests.support import (
     assert_continuous,
     audio_packets,
     check_final_output,
-    read_until,
+    clip_with_tone,
     scaled,
     start_worker,
+    stop_after,
     stop_all,
     wait_for,
 )
@@ -48,10 +47,7 @@ def _succeeded_seconds(output: str) -> float:
 def test_interrupted_job_resumes_from_its_recorded_parts(
     world: World, media, tmp_path: Path, how: str
 ) -> None:
-    clip = media.made(
-        "resume.mp4", *video_source("1280x720", "30", 60), *tone(60),
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-    )  # fmt: skip
+    clip = clip_with_tone(media, "resume.mp4", "1280x720", 60)
     # (x264 `veryfast`, so that encoding, not a job's fixed costs, is most of the time,
     # as in a real match)
     env = {**scaled(world), "TRANSCODE_PART_SECONDS": str(PART_SECONDS),
@@ -62,16 +58,10 @@ def test_interrupted_job_resumes_from_its_recorded_parts(
     whole_seconds = _succeeded_seconds(run.stdout)
 
     upload = world.upload(clip)
-    first = start_worker(world, **env)
-    try:
-        # SIGKILL once three parts are recorded; SIGTERM once three are encoded,
-        # which the stopping worker then records before it hands the job back
-        step = "transcode_part_recorded" if how == "SIGKILL" else "transcode_part_finished"
-        read_until(first, [(step, None)] * 3)
-        first.send_signal(getattr(signal, how))
-        first.communicate(timeout=60)
-    finally:
-        first.kill()
+    # SIGKILL once three parts are recorded; SIGTERM once three are encoded,
+    # which the stopping worker then records before it hands the job back
+    step = "transcode_part_recorded" if how == "SIGKILL" else "transcode_part_finished"
+    stop_after(start_worker(world, **env), step, 3, how)
     assert world.job(upload.job_id)["state"] in ("queued", "running")
     # (after SIGKILL the message comes back once its visibility and the lease run out)
     second = start_worker(world, TRANSCODE_WORK_DIR=str(tmp_path / "second"), **env)
@@ -102,19 +92,10 @@ def test_interrupted_job_resumes_from_its_recorded_parts(
 def test_a_recorded_part_missing_from_storage_is_encoded_again(
     world: World, media, tmp_path: Path
 ) -> None:
-    clip = media.made(
-        "resume_short.mp4", *video_source("640x360", "30", 36), *tone(36),
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-    )  # fmt: skip
+    clip = clip_with_tone(media, "resume_short.mp4", seconds=36)
     env = {**scaled(world), "TRANSCODE_PART_SECONDS": "12", "TRANSCODE_PRESET": "veryfast"}
     upload = world.upload(clip)
-    first = start_worker(world, **env)
-    try:
-        read_until(first, [("transcode_part_recorded", None)] * 2)
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=60)
-    finally:
-        first.kill()
+    stop_after(start_worker(world, **env), "transcode_part_recorded", 2)
     lost = [k for k in world.keys(upload.prefix + "streaming/") if k.endswith("_00002.ts")]
     assert lost, "part 1's segments were uploaded"
     world.s3.delete_object(Bucket=BUCKET, Key=lost[0])

@@ -5,7 +5,6 @@ complete; a change of settings between attempts starts over."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,11 @@ from devstack.clips import tone, video_source
 from tests.support import (
     World,
     assert_continuous,
+    clip_with_tone,
     probe,
-    read_until,
     scaled,
     start_worker,
+    stop_after,
     stream_packets,
 )
 
@@ -56,10 +56,7 @@ def test_parts_join_into_one_continuous_stream(
 
 
 def test_audio_that_stops_early_is_followed_by_silence(world: World, media, tmp_path) -> None:
-    clip = media.made(
-        "parts_short_audio.mp4", *video_source(seconds=20), *tone(4),
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-    )  # fmt: skip
+    clip = clip_with_tone(media, "parts_short_audio.mp4", audio_seconds=4)
     upload = world.upload(clip)
 
     run = world.run_worker(**PARTS)
@@ -75,19 +72,11 @@ def test_audio_that_stops_early_is_followed_by_silence(world: World, media, tmp_
 
 
 def test_a_change_of_settings_between_attempts_starts_over(world: World, media, tmp_path) -> None:
-    clip = media.made(
-        "parts_change.mp4", *video_source(seconds=30), *tone(30),
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-    )  # fmt: skip
+    clip = clip_with_tone(media, "parts_change.mp4", seconds=30)
     upload = world.upload(clip)
     env = {**scaled(world), **PARTS}
     first = start_worker(world, TRANSCODE_LADDER="360:500", TRANSCODE_PRESET="slower", **env)
-    try:
-        read_until(first, [("transcode_part_recorded", None)])
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=60)
-    finally:
-        first.kill()
+    stop_after(first, "transcode_part_recorded", 1)
     assert world.keys(upload.prefix + "transcode-parts/")
 
     run = world.run_worker(**env)
