@@ -59,6 +59,9 @@ def probe_input(st: Stage, feed: InputFeed) -> MediaInfo:
     try:
         return probe(st.settings.ffprobe_bin, feed.url, st.check)
     except JobError:
+        if feed.ranged:  # (it holds only what was read: the judgement stands)
+            feed.raise_error()
+            raise
         feed.wait_for_all(st.check)
         return probe(st.settings.ffprobe_bin, feed.path, st.check)
 

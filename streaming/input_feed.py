@@ -12,6 +12,12 @@ landed. FFmpeg seeks with HTTP ranges, as it would in a local file.
 Failures stay the download's: when it fails, every waiting read ends, and
 the job reports the storage error (transient), never the FFmpeg error that
 the cut-off read causes.
+
+A worker that encodes one part of another worker's job (streaming/
+part_worker.py) starts the feed `ranged` instead: nothing is downloaded
+ahead, and each read that finds its bytes missing fetches their block (and
+the next few, as FFmpeg reads on) in one ranged GET. So it reads what its
+part needs, the file's index and its own span, not the whole upload.
 """
 
 from __future__ import annotations
@@ -19,20 +25,25 @@ from __future__ import annotations
 import bisect
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from streaming.errors import JobError
 from streaming.loopback_peer import is_own_process
+from streaming.media_probe import FEED_SOCKET_BUFFER
 from utils.storage import MiB, ObjectMissing, Storage, StorageUnavailable
 
 HEAD_BYTES = 64 * 1024  # what a demuxer reads first
 CHUNK = 256 * 1024  # most bytes a waiting read hands FFmpeg at once
 FEED_PLACEHOLDER = "<input-feed>"  # what logs and errors show instead of the URL
 WAIT_SLICE = 0.5  # seconds between looks at `closed` while a read waits
+BLOCK = 2 * MiB  # what a ranged feed fetches at once
+READ_AHEAD = 2  # blocks a ranged feed fetches beyond the one a read is at
 
 
 class FeedClosed(Exception):
@@ -106,6 +117,10 @@ class InputFeed:
         self._started = time.monotonic()
         self.closed = False
         self.refused = 0  # requests from processes other than ours and our children
+        self.fetched = 0  # bytes a ranged feed has fetched
+        self._ranged: tuple[Storage, str, str] | None = None
+        self._requested: set[int] = set()  # blocks a ranged feed has asked for
+        self._pool: ThreadPoolExecutor | None = None
         token = secrets.token_urlsafe(18)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self, "/" + token))
         self._server.daemon_threads = True
@@ -145,6 +160,51 @@ class InputFeed:
                 self._finish(exc)
 
         threading.Thread(target=run, name="input-download", daemon=True).start()
+
+    @property
+    def ranged(self) -> bool:
+        return self._ranged is not None
+
+    def start_ranged(self, storage: Storage, bucket: str, key: str) -> None:
+        """Fetch only what is read, block by block (the file's first and last
+        blocks at once: what a demuxer reads first)."""
+        self._ranged = (storage, bucket, key)
+        self._pool = ThreadPoolExecutor(READ_AHEAD + 1, thread_name_prefix="input-range")
+        with self._changed:
+            self._want(0, ahead=0)
+            self._want(max(0, self.size - self.tail_bytes), ahead=0)
+
+    def _want(self, offset: int, ahead: int = READ_AHEAD) -> None:
+        """Ask for the block at `offset` and the `ahead` after it (under the lock)."""
+        assert self._pool is not None
+        first = offset // BLOCK
+        for block in range(first, first + ahead + 1):
+            if block * BLOCK >= self.size or block in self._requested:
+                continue
+            self._requested.add(block)
+            self._pool.submit(self._fetch, block)
+
+    def _fetch(self, block: int) -> None:
+        assert self._ranged is not None
+        storage, bucket, key = self._ranged
+        start = block * BLOCK
+        end = min(self.size, start + BLOCK)
+        try:
+            if self.closed:
+                return
+            data = storage.read_range(bucket, key, start, end)
+            if data is None:  # (after botocore's own retries)
+                raise StorageUnavailable(f"bytes {start}-{end - 1} of the upload could not be read")
+            self.write_at(start, data)
+            with self._changed:
+                self.fetched += len(data)
+        except FeedClosed:
+            pass
+        except BaseException as exc:  # every waiting read ends with it
+            with self._changed:
+                if not self.closed:
+                    self.error = exc
+                self._changed.notify_all()
 
     def write_at(self, offset: int, data: bytes) -> None:
         with self._changed:  # (never into a closed, perhaps reused, descriptor)
@@ -203,6 +263,11 @@ class InputFeed:
         )
 
     def wait_for_all(self, check: Callable[[], None]) -> None:
+        """Until every byte is here (a ranged feed brings only what is read:
+        it has nothing more on its way)."""
+        if self.ranged:
+            self.raise_error()
+            return
         self.wait_until(lambda: self.complete, check)
 
     def raise_error(self) -> None:
@@ -219,17 +284,24 @@ class InputFeed:
             self.closed = True  # the download thread sees it and cancels its transfers
             self._changed.notify_all()
             os.close(self._fd)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._server.shutdown()
         self._server.server_close()
 
     # --- the server side ----------------------------------------------------------------
 
-    def read(self, offset: int, most: int) -> bytes:
-        """Up to `most` bytes from `offset`, waiting for them to land."""
+    def read(self, offset: int, most: int, since: int = 0) -> bytes:
+        """Up to `most` bytes from `offset`, waiting for them to land (for a
+        request that began at `since`: a ranged feed reads ahead only once
+        the request has read a block, so that the probes a demuxer makes
+        here and there cost it one block each)."""
         with self._changed:
             while True:
                 if self.closed or self.error is not None:
                     raise FeedClosed("the download did not finish")
+                if self._ranged is not None:
+                    self._want(offset, READ_AHEAD if offset - since >= BLOCK else 0)
                 run = self._landed.run_from(offset)
                 if run > 0:
                     return os.pread(self._fd, min(run, most), offset)
@@ -253,6 +325,12 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def _handler_for(feed: InputFeed, path: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            # What the kernel holds between us and FFmpeg is read ahead of
+            # FFmpeg; a seek abandons it (and a ranged feed fetched it).
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, FEED_SOCKET_BUFFER)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path != path:
                 self.send_error(404)
@@ -277,7 +355,7 @@ def _handler_for(feed: InputFeed, path: str) -> type[BaseHTTPRequestHandler]:
             offset = start
             try:
                 while offset < end:
-                    data = feed.read(offset, min(CHUNK, end - offset))
+                    data = feed.read(offset, min(CHUNK, end - offset), start)
                     self.wfile.write(data)
                     offset += len(data)
             except (FeedClosed, OSError):

@@ -31,6 +31,7 @@ MAX_DURATION_SECONDS = 6 * 3600
 MAX_PIXELS = 8192 * 4352
 
 
+FEED_SOCKET_BUFFER = 256 * 1024
 FEED_URL = re.compile(r"http://127\.0\.0\.1:[0-9]{1,5}/[A-Za-z0-9_-]{16,64}")
 
 
@@ -41,10 +42,14 @@ def input_guard(source: Path | str) -> list[str]:
     if isinstance(source, str):
         if not FEED_URL.fullmatch(source):
             raise ValueError("only the job's loopback feed is read over HTTP")
+        # (a small socket buffer: a read FFmpeg abandons at a seek costs
+        # the feed little, see streaming/input_feed.py)
         protocols, url = "http,tcp", source
+        extra = ["-recv_buffer_size", str(FEED_SOCKET_BUFFER)]
     else:
-        protocols, url = "file", f"file:{source}"
+        protocols, url, extra = "file", f"file:{source}", []
     return [
+        *extra,
         "-protocol_whitelist", protocols,
         "-format_whitelist", VIDEO_DEMUXERS,
         "-i", url,
