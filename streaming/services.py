@@ -24,3 +24,4 @@ class Services:
     filters: frozenset[str] = frozenset({"zscale", "tonemap"})
     notifier: Notifier = field(default_factory=lambda: Notifier({}))
     health: Health = field(default_factory=Health)  # for the device list's status
+    parts_queue: WorkQueue | None = None  # SQS_CHUNK_QUEUE_URL's queue, if set

@@ -88,6 +88,10 @@ class TranscoderSettings:
     hw_decode: str
     device_name: str | None = None  # RC_DEVICE_NAME: this machine's row in compute_devices
     device_report_seconds: int = 20
+    # SQS_CHUNK_QUEUE_URL: where a job's parts are shared between workers
+    # (streaming/part_sharing.py); None keeps every job on the worker that claimed it
+    parts_queue_url: str | None = None
+    poll_seconds: int = 20  # one long poll of a queue (SQS allows 20 at most)
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,8 @@ def load_transcoder_settings(env: Mapping[str, str] | None = None) -> Transcoder
         hw_decode=read.choice("HW_DECODE", "auto", ("auto", "off")),
         device_name=read.raw("RC_DEVICE_NAME"),
         device_report_seconds=read.integer("DEVICE_HEARTBEAT_SECONDS", 20, 1, 30),
+        parts_queue_url=_parts_queue_url(read),
+        poll_seconds=read.integer("SQS_WAIT_SECONDS", 20, 1, 20),
     )
 
 
@@ -314,6 +320,20 @@ def _queue_url(read: _Reader) -> str:
     )
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"SQS_QUEUE_URL must be an http(s):// URL, got {value!r}")
+    return value
+
+
+def _parts_queue_url(read: _Reader) -> str | None:
+    value = read.raw("SQS_CHUNK_QUEUE_URL")
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"SQS_CHUNK_QUEUE_URL must be an http(s):// URL, got {value!r}")
+    if value.rstrip("/") == _queue_url(read).rstrip("/"):
+        raise ConfigError(
+            "SQS_CHUNK_QUEUE_URL must be a queue of its own: part messages on the job "
+            "queue would reach workers that do not understand them"
+        )
     return value
 
 

@@ -121,10 +121,12 @@ class WorkQueue:
     def send_copy(self, message: Message, delay_seconds: int) -> str:
         """A fresh copy of `message` (same body, receive count 0), visible after
         `delay_seconds` (at most SQS's 900); returns the copy's message id."""
+        return self.send(message.body, delay_seconds)
+
+    def send(self, body: str, delay_seconds: int = 0) -> str:
+        """A new message, visible after `delay_seconds` (at most SQS's 900)."""
         answer = self._call(
-            "send_message",
-            MessageBody=message.body,
-            DelaySeconds=max(0, min(int(delay_seconds), 900)),
+            "send_message", MessageBody=body, DelaySeconds=max(0, min(int(delay_seconds), 900))
         )
         return str(answer.get("MessageId", ""))
 

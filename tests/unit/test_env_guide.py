@@ -14,7 +14,8 @@ BOTOCORE = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_SQS"
 SYSTEMD = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}
 LOADERS = {
     "load_common": "both", "load_transcoder_settings": "transcoder",
-    "_queue_url": "transcoder", "load_cleanup_settings": "cleanup",
+    "_queue_url": "transcoder", "_parts_queue_url": "transcoder",
+    "load_cleanup_settings": "cleanup",
 }  # fmt: skip
 
 
