@@ -62,23 +62,31 @@ class AudioTrack:
             return set()
         return {line.split(",")[0] for line in listing.read_text().splitlines() if line}
 
+    def ready(self, k: int) -> tuple[bool, Path | None]:
+        """Without waiting: (whether part k's slice is settled, the slice, or
+        None if the audio ends before part k); raises if the track failed."""
+        name = f"slice_{k:05d}.nut"
+        if name in self._listed():
+            return True, self.folder / name
+        if not self._done.is_set():
+            return False, None
+        if self.error is not None:
+            raise self.error
+        if self.result is None or not self.result.ok:
+            tail = (self.result.stderr_tail if self.result else "")[-300:]
+            raise JobError("FFMPEG_FAILED", f"the audio track failed: {tail}")
+        path = self.folder / name  # (the last slice: complete once the run is)
+        return True, path if path.is_file() else None
+
     def slice(self, k: int, check: Callable[[], None]) -> Path | None:
         """Part k's slice, once complete (None: the audio ends before part k);
         `check()` runs while it waits."""
-        name = f"slice_{k:05d}.nut"
-        while name not in self._listed():
-            if self._done.is_set():
-                if self.error is not None:
-                    raise self.error
-                if self.result is None or not self.result.ok:
-                    tail = (self.result.stderr_tail if self.result else "")[-300:]
-                    raise JobError("FFMPEG_FAILED", f"the audio track failed: {tail}")
-                if not (self.folder / name).is_file():  # the audio ends before this part
-                    return None
-                break
+        while True:
+            settled, path = self.ready(k)
+            if settled:
+                return path
             check()
             self._done.wait(WAIT_SLICE)
-        return self.folder / name
 
     def close(self) -> None:
         self._stop.set()

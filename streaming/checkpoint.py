@@ -8,15 +8,23 @@ playlist names them, so no player fetches them; they are removed once the
 master playlist is up. A record is written only after every segment it
 lists has landed; a resumed attempt adopts it only if it belongs to the
 same plan and every segment is still there with its recorded size.
+
+Where a job's parts are shared between workers (streaming/part_sharing.py)
+the same folder holds what the owner published (`shared.json`), the audio
+slices of the published parts (`part_00003.nut`) and the mark a part worker
+leaves when its part failed for good (`part_00003.failed`). Each encode of
+a part names its segments with a tag of its own, so a part encoded twice
+never has its bytes mixed: a record names exactly the segments of one run.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,46 @@ FOLDER = "transcode-parts/"
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
 _RECORD = re.compile(r"part_(\d{5})\.json")
 _MEMBER = re.compile(r"tile_\d{5}\.jpg|poster_[0-9a-z]{1,16}\.jpg")
+_FAILED = re.compile(r"part_(\d{5})\.failed")
+SHARED = "shared.json"
+AUDIO_MODES = ("slice", "silence", "none")  # a part's audio: its slice, silence, no track
+MAX_SHARED_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SharedParts:
+    """What the job's owner put on the part queue, and each such part's audio."""
+
+    fingerprint: str
+    count: int
+    published: dict[int, str]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"fingerprint": self.fingerprint, "count": self.count,
+             "published": {str(k): v for k, v in sorted(self.published.items())}},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SharedParts:
+        """Read back from storage; ValueError for anything unexpected."""
+        raw = json.loads(data.decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a shared-parts record")
+        fp, count, published = raw.get("fingerprint"), raw.get("count"), raw.get("published")
+        if not (isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{32}", fp)):
+            raise ValueError("bad fingerprint")
+        if not (type(count) is int and 1 <= count <= 100_000):
+            raise ValueError("bad part count")
+        if not isinstance(published, dict):
+            raise ValueError("bad published parts")
+        parts: dict[int, str] = {}
+        for key, mode in published.items():
+            if not (re.fullmatch(r"\d{1,5}", key) and int(key) < count and mode in AUDIO_MODES):
+                raise ValueError("bad published part")
+            parts[int(key)] = mode
+        return cls(fp, count, parts)
 
 
 @dataclass
@@ -51,6 +99,7 @@ class PartBook:
     finished: dict[int, PartRecord] = field(default_factory=dict)
     pending: list[_Pending] = field(default_factory=list)
     recorded: set[int] = field(default_factory=set)
+    shared: set[str] = field(default_factory=set)  # keys written to share parts
 
     @property
     def folder(self) -> str:
@@ -61,6 +110,73 @@ class PartBook:
 
     def record(self, k: int) -> PartRecord:
         return self.adopted.get(k) or self.finished[k]
+
+    def done(self, k: int) -> bool:
+        return k in self.adopted or k in self.finished
+
+    @property
+    def shared_key(self) -> str:
+        return self.folder + SHARED
+
+    def read_shared(self) -> SharedParts | None:
+        """What an owner of the job published (None: nothing, or unreadable)."""
+        try:
+            return SharedParts.from_json(
+                self.storage.read_small(self.bucket, self.shared_key, MAX_SHARED_BYTES)
+            )
+        except ObjectMissing:
+            return None
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.log.event("shared_parts_ignored", "warning", error=str(exc)[:200])
+            return None
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """One object that shares the job's parts (removed with the records)."""
+        self.storage.put_small(self.bucket, key, data, content_type)
+        self.shared.add(key)
+
+    def read_record(self, key: str, renditions: list[str]) -> PartRecord | None:
+        """The record at `key` if it is readable and of this plan's parts."""
+        try:
+            record = PartRecord.from_json(
+                self.storage.read_small(self.bucket, key, MAX_RECORD_BYTES), renditions
+            )
+        except (ValueError, UnicodeDecodeError, ObjectMissing) as exc:
+            self.log.event("part_record_ignored", "warning", key=key, error=str(exc)[:200])
+            return None
+        match = _RECORD.fullmatch(key[len(self.folder) :])
+        if match and record.part == int(match.group(1)) and record.part < self.plan.count:
+            return record
+        return None
+
+    def refresh(self, renditions: list[str]) -> tuple[list[int], list[int]]:
+        """Adopt the parts other workers recorded since the last look, whole
+        in storage; returns (adopted now, parts marked failed)."""
+        found = _sizes(self.storage, self.bucket, self.folder)
+        fresh = []
+        for key in sorted(found):
+            match = _RECORD.fullmatch(key[len(self.folder) :])
+            if match and not self.done(int(match.group(1))):
+                record = self.read_record(key, renditions)
+                if record is not None and record.fingerprint == self.plan.fingerprint:
+                    fresh.append(record)
+        failed = sorted(
+            int(m.group(1)) for key in found if (m := _FAILED.fullmatch(key[len(self.folder) :]))
+        )
+        return self._adopt(fresh, found), [k for k in failed if not self.done(k)]
+
+    def _adopt(self, records: list[PartRecord], found: dict[str, int]) -> list[int]:
+        if not records:
+            return []
+        stored = _sizes(self.storage, self.bucket, self.media_prefix + "streaming/")
+        adopted = []
+        for record in records:
+            if _whole(record, stored, found, self):
+                self.adopted[record.part] = record
+                adopted.append(record.part)
+            else:
+                self.log.event("part_record_incomplete", "warning", part=record.part)
+        return adopted
 
     def stream_keys(self) -> set[str]:
         """The keys of the segments adopted parts uploaded (kept at the end)."""
@@ -76,7 +192,7 @@ class PartBook:
         """Every key of the parts this attempt adopted or recorded."""
         parts = set(self.adopted) | self.recorded
         records = [self.key(k, suffix) for k in sorted(parts) for suffix in ("json", "tar")]
-        return (*sorted(self.stream_keys()), *records)
+        return (*sorted(self.stream_keys()), *records, *sorted(self.shared))
 
     def add(self, record: PartRecord, keys: list[str], archive: Path) -> None:
         self.finished[record.part] = record
@@ -139,38 +255,24 @@ def open_book(
     storage: Storage, bucket: str, media_prefix: str, plan: PartPlan, renditions: list[str],
     log: EventLog,
 ) -> PartBook:  # fmt: skip
-    """The book for this attempt: the earlier attempts' parts that belong to
-    the same plan and are whole in storage are adopted (with their tag);
-    records of another plan are removed, and the plan starts over."""
+    """The book for this attempt: the parts earlier attempts (or other
+    workers) recorded for the same plan and that are whole in storage are
+    adopted; if the folder belongs to another plan, it is cleared and the
+    plan starts over."""
     book = PartBook(storage, bucket, media_prefix, plan, log)
     found = _sizes(storage, bucket, book.folder)
-    records: list[PartRecord] = []
-    for key in sorted(found):
-        match = _RECORD.fullmatch(key[len(book.folder) :])
-        if not match:
-            continue
-        try:
-            record = PartRecord.from_json(
-                storage.read_small(bucket, key, MAX_RECORD_BYTES), renditions
-            )
-        except (ValueError, ObjectMissing) as exc:
-            log.event("part_record_ignored", "warning", key=key, error=str(exc)[:200])
-            continue
-        if record.part == int(match.group(1)) and record.part < plan.count:
-            records.append(record)
-    same = [r for r in records if r.fingerprint == plan.fingerprint]
-    if len(same) < len(records) or not same:
-        if found:
-            book.clear()
+    records = [
+        record
+        for key in sorted(found)
+        if _RECORD.fullmatch(key[len(book.folder) :])
+        and (record := book.read_record(key, renditions)) is not None
+    ]
+    shared = book.read_shared() if book.shared_key in found else None
+    other = [r for r in records if r.fingerprint != plan.fingerprint]
+    if other or (shared is not None and shared.fingerprint != plan.fingerprint):
+        book.clear()
         return book
-    tag = same[0].tag
-    book.plan = replace(plan, tag=tag)
-    stored = _sizes(storage, bucket, media_prefix + "streaming/")
-    for record in same:
-        if record.tag == tag and _whole(record, stored, found, book):
-            book.adopted[record.part] = record
-        else:
-            log.event("part_record_incomplete", "warning", part=record.part)
+    book._adopt(records, found)
     return book
 
 
@@ -195,9 +297,10 @@ def make_archive(path: Path, files: list[Path]) -> int:
     return path.stat().st_size
 
 
-def restore_archive(book: PartBook, k: int, tiles: Path, thumbnails: Path) -> None:
-    """Unpack an adopted part's tiles and poster (only regular files with
-    the names we give them; nothing else in the tar is touched)."""
+def restore_archive(book: PartBook, k: int, tiles: Path, poster: Path) -> None:
+    """Unpack an adopted part's tiles, and its poster as `poster` (only
+    regular files with the names we give them; nothing else in the tar is
+    touched)."""
     data = book.storage.read_small(book.bucket, book.key(k, "tar"), MAX_ARCHIVE_BYTES)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         for member in tar.getmembers():
@@ -206,5 +309,5 @@ def restore_archive(book: PartBook, k: int, tiles: Path, thumbnails: Path) -> No
             source = tar.extractfile(member)
             if source is None:
                 continue
-            target = (tiles if member.name.startswith("tile_") else thumbnails) / member.name
+            target = tiles / member.name if member.name.startswith("tile_") else poster
             target.write_bytes(source.read())

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streaming.audio_track import AudioTrack
 from streaming.checkpoint import PartBook, make_archive, restore_archive
@@ -36,6 +36,9 @@ from streaming.output_upload import OutputUploader
 from streaming.parts import PartPlan, PartRecord, Segment
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from utils.storage import ObjectMissing, StorageUnavailable
+
+if TYPE_CHECKING:
+    from streaming.part_sharing import Sharing
 
 # On a stop, how long the parts already encoded may wait for their segments
 # to land and be recorded (within systemd's TimeoutStopSec=45 for the whole stop).
@@ -77,8 +80,19 @@ def _run_encode(
     return result
 
 
+class Slices(Protocol):
+    """Where a part's audio slice comes from: the job's own audio track, or
+    (on a part worker) the slice the job's owner shared."""
+
+    def slice(self, k: int, check: Callable[[], None]) -> Path | None: ...
+
+
+class Reports(Protocol):
+    def report(self, fraction: float) -> None: ...
+
+
 @dataclass
-class _Parts:
+class Parts:
     """The state of one attempt's walk through the parts."""
 
     st: Stage
@@ -86,12 +100,13 @@ class _Parts:
     info: MediaInfo
     renditions: list[Rendition]
     uploader: OutputUploader
-    progress: Progress
+    progress: Reports
     book: PartBook
-    audio: AudioTrack | None
+    audio: Slices | None
     decoder: str | None
     runs: int = 0
     done_seconds: float = 0.0
+    on_tick: Callable[[], None] = field(default=lambda: None)  # at every progress report
 
     def span(self, k: int, margin: float) -> PartSpan:
         plan, folder = self.book.plan, self.st.layout.part_folder(k)
@@ -105,11 +120,32 @@ class _Parts:
         return PartSpan(plan.start(k), plan.end(k), plan.first_segment(k),
                         self.info.start_time, audio, folder, poster, silence, margin)  # fmt: skip
 
-    def report(self, k: int, seconds: float) -> None:
+    def report(self, k: int | None, seconds: float = 0.0) -> None:
+        """Progress (with `seconds` of part k encoded): segments go up, parts
+        whose segments landed are recorded."""
         self.uploader.ship_finished_segments()
         self.book.write_landed(self.uploader.landed)
-        share = (self.done_seconds + min(seconds, self.book.plan.seconds(k))) / self.info.duration
+        self.show(k, seconds)
+        self.on_tick()
+
+    def show(self, k: int | None, seconds: float = 0.0) -> None:
+        """The job's progress: the parts done, and `seconds` of part k."""
+        now = min(seconds, self.book.plan.seconds(k)) if k is not None else 0.0
+        share = (self.done_seconds + now) / self.info.duration
         self.progress.report(DOWNLOAD_SHARE + TRANSCODE_SHARE * min(1.0, share))
+
+    def adopt(self, parts: list[int]) -> None:
+        """Parts recorded elsewhere: their tiles and poster come back here,
+        and they count as done (one whose archive is unreadable is not adopted)."""
+        for k in parts:
+            try:
+                restore_archive(self.book, k, self.st.layout.tiles, self.st.layout.poster)
+            except (ObjectMissing, StorageUnavailable, ValueError, tarfile.TarError) as exc:
+                error = str(exc)[:200]
+                self.st.log.event("part_archive_unreadable", "warning", part=k, error=error)
+                del self.book.adopted[k]
+                continue
+            self.done_seconds += self.book.plan.seconds(k)
 
     def segment_names(self, k: int) -> list[str]:
         first, count = self.book.plan.first_segment(k), self.book.plan.segments_per_part
@@ -223,30 +259,29 @@ def _keep_tiles(st: Stage, plan: PartPlan, k: int, span: PartSpan) -> list[Path]
 
 def encode(
     st: Stage, feed: InputFeed, info: MediaInfo, renditions: list[Rendition],
-    uploader: OutputUploader, progress: Progress, book: PartBook,
+    uploader: OutputUploader, progress: Progress, book: PartBook, sharing: Sharing | None = None,
 ) -> Encoded:  # fmt: skip
-    """Every part not adopted from an earlier attempt, in order, each in one
-    FFmpeg run; segments go up as they are finished, and each part is
-    recorded once its segments have landed."""
+    """Every part not adopted from an earlier attempt, each in one FFmpeg
+    run, here or (with `sharing`) on whichever worker takes it; segments go
+    up as they are finished, and each part is recorded once its segments
+    have landed."""
     plan = book.plan
     if info.hdr and not encode_options(st).can_tonemap:
         st.log.event("hdr_not_tonemapped", "warning", transfer=info.color_transfer)
-    for k in sorted(book.adopted):
-        try:
-            restore_archive(book, k, st.layout.tiles, st.layout.thumbnails)
-        except (ObjectMissing, StorageUnavailable, ValueError, tarfile.TarError) as exc:
-            st.log.event("part_archive_unreadable", "warning", part=k, error=str(exc)[:200])
-            del book.adopted[k]
+    decoder = pick_decoder(info, st.decoders, st.settings.hw_decode == "auto")
+    walk = Parts(st, feed, info, renditions, uploader, progress, book, None, decoder)
+    walk.adopt(sorted(book.adopted))
     if book.adopted:
         st.log.event("parts_adopted", parts=sorted(book.adopted), of=plan.count)
-    decoder = pick_decoder(info, st.decoders, st.settings.hw_decode == "auto")
-    audio = _audio_track(st, feed, info, plan) if info.has_audio else None
-    walk = _Parts(st, feed, info, renditions, uploader, progress, book, audio, decoder)
-    walk.done_seconds = sum(plan.seconds(k) for k in book.adopted)
+    todo = [k for k in range(plan.count) if k not in book.adopted]
+    audio = _audio_track(st, feed, info, plan) if info.has_audio and todo else None
+    walk.audio = audio
     try:
-        for k in range(plan.count):
-            if k not in book.adopted:
+        if sharing is None:
+            for k in todo:
                 walk.encode(k)
+        else:
+            sharing.run(walk, todo)
     except JobAborted as exc:
         if not exc.lost:  # a stop: what is done is recorded before the job goes back
             book.write_when_landed(uploader.landed, STOP_RECORD_SECONDS)

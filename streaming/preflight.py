@@ -17,7 +17,7 @@ from utils.supabase_db import Database
 NEEDED_ENCODERS = ("libx264", "aac", "mjpeg")
 
 
-def _check_sqs(queue: WorkQueue) -> Check:
+def _check_sqs(queue: WorkQueue, name: str = "sqs") -> Check:
     def run() -> str:
         try:
             visible, hidden = queue.depth()
@@ -25,7 +25,7 @@ def _check_sqs(queue: WorkQueue) -> Check:
             raise CheckFailed(str(exc)) from None
         return f"queue reachable: {visible} waiting, {hidden} in flight"
 
-    return Check("sqs", run)
+    return Check(name, run)
 
 
 def _check_ffmpeg(settings: TranscoderSettings) -> Check:
@@ -65,10 +65,21 @@ def transcoder_checks(settings: TranscoderSettings) -> list[Check]:
     common = settings.common
     ladder = ",".join(f"{r.height}p@{r.video_kbps}k" for r in settings.ladder)
     tables = ("jobs", "media_assets") + (("compute_devices",) if settings.device_name else ())
+    parts = (
+        [
+            _check_sqs(
+                WorkQueue(settings.parts_queue_url, settings.aws_region, read_timeout=8),
+                "sqs parts",
+            )
+        ]  # fmt: skip
+        if settings.parts_queue_url
+        else []
+    )
     return [
         Check("config", lambda: f"profile {settings.profile}, ladder {ladder}"),
         check_supabase(Database(common.supabase_url, common.supabase_key, timeout=8.0), tables),
         _check_sqs(WorkQueue(settings.queue_url, settings.aws_region, read_timeout=8)),
+        *parts,
         check_wasabi(Storage.from_settings(common), common.bucket_name),
         _check_ffmpeg(settings),
         _check_work_dir(settings),

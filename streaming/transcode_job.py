@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from streaming.media_probe import MediaInfo
 from streaming.messages import TranscodeRequest, parse_message
 from streaming.output_upload import OutputUploader
 from streaming.part_encode import encode, join_playlists, plan_settings
+from streaming.part_sharing import Sharing
 from streaming.parts import PartPlan, fingerprint
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from streaming.services import Services
@@ -220,11 +221,13 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
     ctx.log.event("input_probed", **info.__dict__)
     renditions = choose_renditions(info.width, info.height, ctx.services.settings.ladder)
     book = made.book = open_parts(ctx, p, info, renditions)
-    stage = replace(p.stage, layout=OutputLayout(p.stage.layout.root, book.plan.tag))
+    stage = p.stage
+    names = [r.name for r in renditions]
+    sharing = Sharing.open(ctx.services, ctx.request, book, names, ctx.log)
     encoded = p.guard.timed(
         made,
         "transcode",
-        lambda: encode(stage, p.feed, info, renditions, p.uploader, p.progress, book),
+        lambda: encode(stage, p.feed, info, renditions, p.uploader, p.progress, book, sharing),
     )
     if p.feed.seconds is not None:  # (the transcode ran while it came down)
         made.timings["download_total"] = p.feed.seconds
@@ -246,8 +249,8 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
 def open_parts(
     ctx: JobContext, p: _Prepared, info: MediaInfo, renditions: list[Rendition]
 ) -> PartBook:
-    """The job's parts, with those an earlier attempt recorded for the same
-    upload and settings (their encode tag too)."""
+    """The job's parts, with those an earlier attempt (or another worker)
+    recorded for the same upload and settings."""
     settings = ctx.services.settings
     plan = PartPlan(
         fingerprint(p.source.stat.identity(), plan_settings(p.stage, renditions)),

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from streaming.errors import JobError
-from streaming.messages import TranscodeRequest
+from streaming.messages import PartRequest, TranscodeRequest
 from utils.media_paths import UnsafeKey, canonical_uuid, check_org_base, raw_upload_key
 
 
 def upload_location(
-    asset: dict[str, Any] | None, request: TranscodeRequest, allowed_bucket: str | None
+    asset: dict[str, Any] | None,
+    request: TranscodeRequest | PartRequest,
+    allowed_bucket: str | None,
 ) -> tuple[str, str]:
     """(bucket, key) of the raw upload, refused unless it is inside the
     video's own folder under the org's base, in BUCKET_NAME."""

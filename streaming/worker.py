@@ -19,6 +19,7 @@ from streaming.device_report import DeviceReporter
 from streaming.fate import Event, Happened, decide
 from streaming.ffmpeg_runner import ffmpeg_components
 from streaming.job_dir import clean_work_dir, work_dir_problem
+from streaming.part_worker import hand_back, handle_part
 from streaming.preflight import transcoder_checks
 from streaming.services import Services
 from streaming.settle import Report, policy_of, settle
@@ -32,13 +33,13 @@ from utils.storage import Storage
 from utils.supabase_db import Database
 from utils.systemd_notify import Notifier
 
-POLL_SECONDS = 20
 MAX_POLL_BACKOFF = 60
 STOP_GRACE_SECONDS = 1.0
 
 
-def poll(services: Services, log: EventLog) -> Message | None:
-    """One 20-s long poll that a stop request interrupts at once.
+def poll(services: Services, log: EventLog, queue: WorkQueue | None = None) -> Message | None:
+    """One long poll (SQS_WAIT_SECONDS, 20 s) of the job queue (or `queue`)
+    that a stop request interrupts at once.
 
     The receive runs on a thread of its own while this thread feeds the
     watchdog and watches the stop flag. On stop it waits a moment for the
@@ -48,7 +49,7 @@ def poll(services: Services, log: EventLog) -> Message | None:
 
     def receive() -> None:
         try:
-            box["message"] = services.queue.receive(POLL_SECONDS)
+            box["message"] = (queue or services.queue).receive(services.settings.poll_seconds)
         except BaseException as exc:  # handed to the main thread below
             box["error"] = exc
 
@@ -68,7 +69,10 @@ def poll(services: Services, log: EventLog) -> Message | None:
     message = box.get("message")
     if message is not None and services.stop.is_set():
         log.event("message_returned_at_stop", message_id=message.message_id)
-        _hand_back_unread(services, message, log)
+        if queue is not None and queue is not services.queue:
+            hand_back(queue, message, log)
+        else:
+            _hand_back_unread(services, message, log)
         return None
     return message
 
@@ -81,25 +85,41 @@ def _hand_back_unread(services: Services, message: Message, log: EventLog) -> No
     settle(plan, message, None, Report(), services, log.bind(message_id=message.message_id))
 
 
-def handle_safely(services: Services, message: Message, log: EventLog) -> None:
+def handle_safely(
+    services: Services, message: Message, log: EventLog, queue: WorkQueue | None = None
+) -> None:
     """The last-resort boundary around one message: nothing that comes out of
     a message may end the daemon. The message is left as it is (it returns
     after its visibility, and its receive budget ends a message that keeps
     failing this way)."""
     try:
-        handle_message(services, message, log)
+        if queue is not None and queue is services.parts_queue:
+            handle_part(services, message, log)
+        else:
+            handle_message(services, message, log)
     except Exception:
         log.event("message_crashed", "error", traceback=traceback.format_exc()[-3000:])
+
+
+def next_queue(services: Services, turn: int) -> WorkQueue:
+    """What an idle worker polls: with a part queue, it first (a part of a
+    started match before a new match), then the job queue, in turn; one
+    long poll at a time, so idling costs no more requests than before."""
+    if services.parts_queue is None or turn % 2 == 1:
+        return services.queue
+    return services.parts_queue
 
 
 def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
     clean_work_dir(services.settings.work_dir, log)
     services.notifier.ready("idle: polling SQS")
     failures = 0
+    turn = 0
     while not services.stop.is_set():
         services.notifier.status("idle: polling SQS")
+        queue = next_queue(services, turn)
         try:
-            message = poll(services, log)
+            message = poll(services, log, queue)
         except QueueUnavailable as exc:
             services.health.failed("SQS", str(exc))
             failures += 1
@@ -113,10 +133,12 @@ def run_loop(services: Services, log: EventLog, *, once: bool = False) -> int:
         failures = 0
         services.health.ok("SQS")
         if message is None:
-            if once:
+            turn += 1
+            if once and (services.parts_queue is None or turn > 1):
                 return EXIT_OK
             continue
-        handle_safely(services, message, log.bind(message_id=message.message_id))
+        turn = 0
+        handle_safely(services, message, log.bind(message_id=message.message_id), queue)
         if once:
             return EXIT_OK
     services.notifier.stopping()
@@ -165,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             db=Database(settings.common.supabase_url, settings.common.supabase_key),
             storage=Storage.from_settings(settings.common),
             queue=WorkQueue(settings.queue_url, settings.aws_region),
+            parts_queue=(
+                WorkQueue(settings.parts_queue_url, settings.aws_region)
+                if settings.parts_queue_url
+                else None
+            ),
             decoders=ffmpeg_components(settings.ffmpeg_bin, "decoders"),
             filters=ffmpeg_components(settings.ffmpeg_bin, "filters"),
             stop=stop,
