@@ -143,6 +143,10 @@ class MotoServer:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Objects in memory: moto reads a whole object for every ranged
+            # GET, from a temp file above 5 MB (a cost a real store does not
+            # put on this machine's cores)
+            env={**os.environ, "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(512 * 1024 * 1024)},
         )
         wait_for_port(self.port, proc=self.proc)
 

@@ -239,26 +239,73 @@ def start_worker(world: World, *args: str, **env: str) -> subprocess.Popen:
     )
 
 
-def start_worker_logging_to(world: World, log: Path, **env: str) -> subprocess.Popen:
+def start_worker_logging_to(
+    world: World, log: Path, cpus: str | None = None, **env: str
+) -> subprocess.Popen:
     """The daemon with its events in a file: a long run would fill a pipe
-    that nobody reads until the end, and the worker would block writing."""
+    that nobody reads until the end, and the worker would block writing.
+    `cpus`: the cores it (and its FFmpeg) may use, as taskset takes them."""
+    pin = ["taskset", "-c", cpus] if cpus else []
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, str(WORKER)], env={**world.base_env(), **world.env, **env},
+            [*pin, sys.executable, str(WORKER)], env={**world.base_env(), **world.env, **env},
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
 
+def logged(log: Path) -> list[dict[str, Any]]:
+    """The events a worker has written to its log file so far."""
+    found = []
+    for line in (log.read_text() if log.is_file() else "").splitlines():
+        try:
+            found += events(line)
+        except ValueError:  # (the line being written)
+            continue
+    return found
+
+
+def wait_for_logged(
+    log: Path, event_type: str, count: int = 1, timeout: float = 180, **fields: Any
+) -> list[dict[str, Any]]:
+    """Until `event_type` (with these fields) is in the log `count` times; returns them."""
+    found: list[dict[str, Any]] = []
+
+    def seen() -> bool:
+        found[:] = [e for e in logged(log) if e["event_type"] == event_type
+                    and all(e.get(k) == v for k, v in fields.items())]  # fmt: skip
+        return len(found) >= count
+
+    wait_for(seen, timeout, f"{count} × {event_type} {fields or ''} in {log.name}")
+    return found
+
+
+PARTS_QUEUE = "rugbycodex-transcode-parts"
+
+
+def parts_queue(world: World, visibility: int = 40) -> tuple[str, str]:
+    """The part queue as DEPLOYMENT.md creates it (its DLQ after 10 receives):
+    (queue URL, DLQ URL)."""
+    dlq = world.sqs.create_queue(QueueName=PARTS_QUEUE + "-dlq")["QueueUrl"]
+    arn = world.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+    redrive = {"deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": "10"}
+    url = world.sqs.create_queue(
+        QueueName=PARTS_QUEUE,
+        Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    return url, dlq
+
+
 def clip_with_tone(
     media: Any, name: str, size: str = "640x360", seconds: float = 20,
-    audio_seconds: float | None = None,
+    audio_seconds: float | None = None, gop: int = 250,
 ) -> Path:  # fmt: skip
     """An H.264 + AAC MP4 of testsrc2 at 30 fps with a continuous tone (as
-    long as the video unless `audio_seconds` says)."""
+    long as the video unless `audio_seconds` says), a keyframe every `gop`
+    frames (x264's default 250 unless told)."""
     audio = seconds if audio_seconds is None else audio_seconds
     return media.made(
         name, *video_source(size, "30", seconds), *tone(audio),
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-c:a", "aac",
     )  # fmt: skip
 
 
