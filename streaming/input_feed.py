@@ -172,7 +172,8 @@ class InputFeed:
         self._pool = ThreadPoolExecutor(READ_AHEAD + 1, thread_name_prefix="input-range")
         with self._changed:
             self._want(0, ahead=0)
-            self._want(max(0, self.size - self.tail_bytes), ahead=0)
+            tail = max(0, self.size - self.tail_bytes)
+            self._want(tail, ahead=(self.size - 1) // BLOCK - tail // BLOCK)
 
     def _want(self, offset: int, ahead: int = READ_AHEAD) -> None:
         """Ask for the block at `offset` and the `ahead` after it (under the lock)."""

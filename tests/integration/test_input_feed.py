@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streaming.input_feed import InputFeed, _Landed
+from devstack.clips import video_source
+from streaming.input_feed import BLOCK, InputFeed, _Landed
 from streaming.media_probe import input_guard
 from tests.support import BUCKET, ROOT, World
 from utils.storage import Storage
@@ -123,3 +124,53 @@ def test_the_feed_knows_its_children_under_the_units_proc_subset(tmp_path: Path)
     run = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c",
                           inner], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.stdout.strip() == "b'abcd'", run.stderr[-1500:]
+
+
+@pytest.mark.parametrize("size", [BLOCK - 1, BLOCK + 1, 8 * BLOCK + 378_000, 9 * BLOCK])
+def test_a_ranged_feed_fetches_the_start_and_the_whole_tail_first(
+    world: World, tmp_path: Path, size: int
+) -> None:
+    """Whatever the size against the block grid (the tail may cross a block's end)."""
+    data = os.urandom(size)
+    key = "orgs/o/uploads/m/raw/ranged.mp4"
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    storage = Storage(world.env["WASABI_ENDPOINT"], "us-east-1", "k", "s")
+    feed = InputFeed(tmp_path / "source", size)
+    try:
+        feed.start_ranged(storage, BUCKET, key)
+        feed.wait_for_start(lambda: None)
+        request = urllib.request.Request(feed.url, headers={"Range": f"bytes={size - 1000}-"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.read() == data[-1000:]
+    finally:
+        feed.close()
+    assert feed.fetched <= 2 * BLOCK + feed.tail_bytes + BLOCK
+
+
+def test_ffmpeg_on_a_ranged_feed_reads_its_span_not_the_upload(
+    world: World, media, tmp_path: Path
+) -> None:
+    """A 10-s span of a 2-minute upload: the index, the span and a few blocks."""
+    clip = media.made(
+        "ranged_long.mp4", *video_source("640x360", "30", 120), "-c:v", "libx264",
+        "-preset", "ultrafast", "-g", "60", "-b:v", "4M",
+    )  # fmt: skip
+    size = clip.stat().st_size
+    key = "orgs/o/uploads/m/raw/long.mp4"
+    world.s3.upload_file(str(clip), BUCKET, key)
+    storage = Storage(world.env["WASABI_ENDPOINT"], "us-east-1", "k", "s")
+    feed = InputFeed(tmp_path / "source", size)
+    try:
+        feed.start_ranged(storage, BUCKET, key)
+        feed.wait_for_start(lambda: None)
+        run = subprocess.run(
+            ["ffmpeg", "-v", "error", "-noaccurate_seek", "-ss", "60", "-t", "10",
+             *input_guard(feed.url), "-f", "null", "-"], capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-500:]
+    finally:
+        feed.close()
+    # the span (10 s, and the 2-s GOP before it) of 120 s, and at most 8 blocks besides
+    assert feed.fetched <= size * 12 / 120 + 8 * BLOCK, (feed.fetched, size)
+    assert feed.fetched < size / 2
