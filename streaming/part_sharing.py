@@ -74,8 +74,9 @@ class Sharing:
     @property
     def look_every(self) -> float:
         """Seconds between looks at the records other workers write (and, while
-        the owner waits for them, at the part queue): a quarter of a long poll."""
-        return max(0.25, self.services.settings.poll_seconds / 4)
+        the owner waits for them, at the part queue): a quarter of a long
+        poll, 5 s as deployed (a second at the least)."""
+        return max(1.0, self.services.settings.poll_seconds / 4)
 
     @property
     def lost_after(self) -> float:

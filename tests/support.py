@@ -297,7 +297,7 @@ def parts_queue(world: World, visibility: int = 40) -> tuple[str, str]:
 
 def clip_with_tone(
     media: Any, name: str, size: str = "640x360", seconds: float = 20,
-    audio_seconds: float | None = None, gop: int = 250,
+    audio_seconds: float | None = None, gop: int = 250, preset: str = "ultrafast",
 ) -> Path:  # fmt: skip
     """An H.264 + AAC MP4 of testsrc2 at 30 fps with a continuous tone (as
     long as the video unless `audio_seconds` says), a keyframe every `gop`
@@ -305,7 +305,7 @@ def clip_with_tone(
     audio = seconds if audio_seconds is None else audio_seconds
     return media.made(
         name, *video_source(size, "30", seconds), *tone(audio),
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-c:a", "aac",
+        "-c:v", "libx264", "-preset", preset, "-g", str(gop), "-c:a", "aac",
     )  # fmt: skip
 
 
