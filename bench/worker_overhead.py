@@ -44,10 +44,11 @@ BUCKET, QUEUE = "rugbycodex-media", "rugbycodex-transcode-jobs"
 class Daemon:
     """The worker as systemd runs it, its JSON log lines read as they come."""
 
-    def __init__(self, env: dict[str, str], root: Path = ROOT) -> None:
+    def __init__(self, env: dict[str, str], root: Path = ROOT, cpus: str | None = None) -> None:
         self.env = env
+        pin = ["taskset", "-c", cpus] if cpus else []  # (its FFmpeg runs inherit the cores)
         self.proc = subprocess.Popen(
-            [sys.executable, str(root / "streaming" / "stream_worker_sqs.py")],
+            [*pin, sys.executable, str(root / "streaming" / "stream_worker_sqs.py")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
