@@ -100,6 +100,7 @@ class PartBook:
     pending: list[_Pending] = field(default_factory=list)
     recorded: set[int] = field(default_factory=set)
     shared: set[str] = field(default_factory=set)  # keys written to share parts
+    refused: set[tuple[str, int]] = field(default_factory=set)  # (key, size) not adoptable
 
     @property
     def folder(self) -> str:
@@ -156,10 +157,16 @@ class PartBook:
         fresh = []
         for key in sorted(found):
             match = _RECORD.fullmatch(key[len(self.folder) :])
-            if match and not self.done(int(match.group(1))):
+            if (
+                match
+                and not self.done(int(match.group(1)))
+                and (key, found[key]) not in self.refused
+            ):
                 record = self.read_record(key, renditions)
                 if record is not None and record.fingerprint == self.plan.fingerprint:
                     fresh.append(record)
+                else:  # (not read again until it is written again)
+                    self.refused.add((key, found[key]))
         failed = sorted(
             int(m.group(1)) for key in found if (m := _FAILED.fullmatch(key[len(self.folder) :]))
         )
@@ -176,6 +183,8 @@ class PartBook:
                 adopted.append(record.part)
             else:
                 self.log.event("part_record_incomplete", "warning", part=record.part)
+                key = self.key(record.part, "json")
+                self.refused.add((key, found.get(key, 0)))
         return adopted
 
     def stream_keys(self) -> set[str]:
