@@ -107,7 +107,7 @@ class PartBook:
         return self.media_prefix + FOLDER
 
     def key(self, k: int, suffix: str) -> str:
-        return f"{self.folder}part_{k:05d}.{suffix}"
+        return part_key(self.media_prefix, k, suffix)
 
     def record(self, k: int) -> PartRecord:
         return self.adopted.get(k) or self.finished[k]
@@ -120,16 +120,7 @@ class PartBook:
         return self.folder + SHARED
 
     def read_shared(self) -> SharedParts | None:
-        """What an owner of the job published (None: nothing, or unreadable)."""
-        try:
-            return SharedParts.from_json(
-                self.storage.read_small(self.bucket, self.shared_key, MAX_SHARED_BYTES)
-            )
-        except ObjectMissing:
-            return None
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.log.event("shared_parts_ignored", "warning", error=str(exc)[:200])
-            return None
+        return read_shared(self.storage, self.bucket, self.media_prefix, self.log)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         """One object that shares the job's parts (removed with the records)."""
@@ -252,6 +243,25 @@ class PartBook:
                 self.storage.delete_objects(self.bucket, [StoredObject(o.key) for o in page])
         except StorageUnavailable as exc:
             self.log.event("part_records_not_removed", "warning", error=str(exc)[:200])
+
+
+def part_key(media_prefix: str, k: int, suffix: str) -> str:
+    """Part k's record (`json`), archive (`tar`), audio slice (`nut`) or failure mark."""
+    return f"{media_prefix}{FOLDER}part_{k:05d}.{suffix}"
+
+
+def read_shared(
+    storage: Storage, bucket: str, media_prefix: str, log: EventLog
+) -> SharedParts | None:
+    """What an owner of the job published (None: nothing, or unreadable)."""
+    try:
+        data = storage.read_small(bucket, media_prefix + FOLDER + SHARED, MAX_SHARED_BYTES)
+        return SharedParts.from_json(data)
+    except ObjectMissing:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.event("shared_parts_ignored", "warning", error=str(exc)[:200])
+        return None
 
 
 def _sizes(storage: Storage, bucket: str, prefix: str) -> dict[str, int]:

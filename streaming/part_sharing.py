@@ -31,10 +31,10 @@ from streaming.checkpoint import PartBook, SharedParts
 from streaming.errors import JobAborted, JobError
 from streaming.messages import PartRequest, TranscodeRequest, parse_part_message
 from streaming.part_encode import Parts
-from streaming.part_worker import hand_back, handle_part
+from streaming.part_worker import delete_message, hand_back, handle_part, hold, release
 from streaming.services import Services
 from utils.observability import EventLog
-from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
+from utils.sqs_queue import Message, QueueUnavailable, WorkQueue
 from utils.storage import StorageUnavailable
 from utils.visibility_heartbeat import VisibilityHeartbeat
 
@@ -154,21 +154,12 @@ class Sharing:
         k = part.part
         self.log.event("part_started", part=k, receive_count=message.receive_count, own=True)
         if self.book.done(k) or k in self.held:
-            self._delete(message)
+            delete_message(self.queue, message, self.log, "done")
             return
-        settings = self.services.settings
-        try:
-            self.queue.set_visibility(message, settings.heartbeat_extension_seconds)
-        except (QueueUnavailable, ReceiptInvalid) as exc:
-            self.log.event("part_not_held", "warning", part=k, error=str(exc)[:300])
+        heartbeat = hold(self.queue, message, self.services.settings, self.log.bind(part=k))
+        if heartbeat is None:
             return
-        heartbeat = VisibilityHeartbeat(
-            self.queue, message,
-            visible_until=time.monotonic() + settings.heartbeat_extension_seconds,
-            interval=settings.heartbeat_interval_seconds,
-            extension=settings.heartbeat_extension_seconds, log=self.log.bind(part=k),
-        ).__enter__()  # fmt: skip
-        self.held[k] = _Held(message, heartbeat)
+        self.held[k] = _Held(message, heartbeat.__enter__())
         self.waiting = [w for w in self.waiting if w != k]
         walk.encode(k)
 
@@ -259,7 +250,7 @@ class Sharing:
         for k in [k for k in self.held if every or k in self.book.recorded]:
             held = self.held.pop(k)
             held.heartbeat.stop()
-            self._delete(held.message)
+            delete_message(self.queue, held.message, self.log, "recorded")
 
     def _let_go(self, stopping: bool) -> None:
         """The job ends here without its stream: the held parts' messages go
@@ -272,14 +263,5 @@ class Sharing:
                 continue
             if stopping:
                 hand_back(self.queue, held.message, self.log.bind(part=k))
-                continue
-            try:
-                self.queue.set_visibility(held.message, 0)
-            except (QueueUnavailable, ReceiptInvalid) as exc:
-                self.log.event("part_message_not_released", "warning", error=str(exc)[:300])
-
-    def _delete(self, message: Message) -> None:
-        try:
-            self.queue.delete(message)
-        except (QueueUnavailable, ReceiptInvalid) as exc:
-            self.log.event("part_message_not_deleted", "warning", error=str(exc)[:300])
+            else:
+                release(self.queue, held.message, 0, self.log.bind(part=k))

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from streaming.checkpoint import PartBook
+from streaming.checkpoint import PartBook, part_key, read_shared
 from streaming.encode import Stage, make_output_dirs, probe_input
 from streaming.errors import JobAborted, JobError
 from streaming.ffmpeg_command import OutputLayout, new_encode_tag, pick_decoder
@@ -45,6 +45,7 @@ from streaming.part_encode import Parts, plan_settings
 from streaming.parts import PartPlan, fingerprint
 from streaming.services import Services
 from streaming.upload_source import upload_location
+from utils.config import TranscoderSettings
 from utils.media_paths import media_prefix, streaming_prefix
 from utils.observability import EventLog
 from utils.sqs_queue import Message, QueueUnavailable, ReceiptInvalid, WorkQueue
@@ -104,21 +105,14 @@ def handle_part(
         request = parse_part_message(message.body)
     except JobError as exc:
         log.event("part_message_rejected", "error", code=exc.code, error=exc.message)
-        return _delete(queue, message, log, "rejected")
+        return delete_message(queue, message, log, "rejected")
     log = log.bind(job_id=request.job_id, media_id=request.media_id, part=request.part)
     settings = services.settings
     started = time.monotonic()
     log.event("part_started", receive_count=message.receive_count)
-    try:
-        queue.set_visibility(message, settings.heartbeat_extension_seconds)
-    except (QueueUnavailable, ReceiptInvalid) as exc:
-        log.event("part_not_held", "warning", error=str(exc)[:300])
+    heartbeat = hold(queue, message, settings, log)
+    if heartbeat is None:
         return "lost"
-    heartbeat = VisibilityHeartbeat(
-        queue, message, visible_until=time.monotonic() + settings.heartbeat_extension_seconds,
-        interval=settings.heartbeat_interval_seconds,
-        extension=settings.heartbeat_extension_seconds, log=log,
-    )  # fmt: skip
     with heartbeat:
         guard = PartGuard(services, heartbeat, outer)
         try:
@@ -131,21 +125,21 @@ def handle_part(
             return hand_back(queue, message, log)
         except _Elsewhere as exc:
             log.event("part_left_to_others", "warning", reason=str(exc))
-            return _release(queue, message, settings.retry_backoff_seconds, log)
+            return release(queue, message, settings.retry_backoff_seconds, log)
         except JobError as exc:
             if not exc.permanent:
                 log.event("part_failed", "warning", code=exc.code, error=exc.message[:500])
-                return _release(queue, message, settings.retry_backoff_seconds, log)
+                return release(queue, message, settings.retry_backoff_seconds, log)
             log.event("part_failed", "error", code=exc.code, error=exc.message[:500])
             outcome = "failed"
         except (StorageUnavailable, DatabaseUnavailable, QueueUnavailable) as exc:
             log.event("part_failed", "warning", code="TRANSIENT", error=str(exc)[:500])
-            return _release(queue, message, settings.retry_backoff_seconds, log)
+            return release(queue, message, settings.retry_backoff_seconds, log)
         except Exception:  # noqa: BLE001 - one bad part never ends the daemon
             log.event("part_crashed", "error", traceback=traceback.format_exc()[-3000:])
-            return _release(queue, message, settings.retry_backoff_seconds, log)
+            return release(queue, message, settings.retry_backoff_seconds, log)
     log.event("part_ended", outcome=outcome, seconds=round(time.monotonic() - started, 2))
-    return _delete(queue, message, log, outcome)
+    return delete_message(queue, message, log, outcome)
 
 
 def _encode_part(services: Services, request: PartRequest, guard: PartGuard, log: EventLog) -> str:
@@ -154,15 +148,14 @@ def _encode_part(services: Services, request: PartRequest, guard: PartGuard, log
         services.db.get_asset(request.media_id), request, settings.common.bucket_name
     )
     folder = media_prefix(request.org_id, request.media_id)
-    probe_book = PartBook(storage, bucket, folder, _placeholder_plan(request), log)
-    shared = probe_book.read_shared()
+    shared = read_shared(storage, bucket, folder, log)
     if shared is None or shared.fingerprint != request.fingerprint:
         return "stale"  # the job is done, failed, or started over with another plan
     mode = shared.published.get(request.part)
     if mode is None:
         return "stale"
     try:
-        storage.stat(bucket, probe_book.key(request.part, "json"))
+        storage.stat(bucket, part_key(folder, request.part, "json"))
         return "already_recorded"  # (another worker's copy of the message got there first)
     except ObjectMissing:
         pass
@@ -233,11 +226,6 @@ def _probe(st: Stage, feed: InputFeed, upload: tuple[str, str, str]) -> MediaInf
     return info
 
 
-def _placeholder_plan(request: PartRequest) -> PartPlan:
-    """A plan for reading the job's folder before the upload is probed."""
-    return PartPlan(request.fingerprint, "0", 0.0, 1, 1, 1.0)
-
-
 def _audio(
     book: PartBook, k: int, mode: str, job_dir: Path, part_seconds: int, check: Callable[[], None]
 ) -> _SharedSlice | None:
@@ -272,7 +260,24 @@ def _remove(book: PartBook, written: tuple[str, ...], records: list[str]) -> Non
         book.log.event("part_outputs_not_removed", "warning", error=str(exc)[:200])
 
 
-def _delete(queue: WorkQueue, message: Message, log: EventLog, outcome: str) -> str:
+def hold(
+    queue: WorkQueue, message: Message, settings: TranscoderSettings, log: EventLog
+) -> VisibilityHeartbeat | None:
+    """A part message made invisible for one extension, with its heartbeat
+    (to be entered); None if the message is no longer ours."""
+    try:
+        queue.set_visibility(message, settings.heartbeat_extension_seconds)
+    except (QueueUnavailable, ReceiptInvalid) as exc:
+        log.event("part_not_held", "warning", error=str(exc)[:300])
+        return None
+    return VisibilityHeartbeat(
+        queue, message, visible_until=time.monotonic() + settings.heartbeat_extension_seconds,
+        interval=settings.heartbeat_interval_seconds,
+        extension=settings.heartbeat_extension_seconds, log=log,
+    )  # fmt: skip
+
+
+def delete_message(queue: WorkQueue, message: Message, log: EventLog, outcome: str) -> str:
     try:
         queue.delete(message)
     except (QueueUnavailable, ReceiptInvalid) as exc:
@@ -280,7 +285,7 @@ def _delete(queue: WorkQueue, message: Message, log: EventLog, outcome: str) -> 
     return outcome
 
 
-def _release(queue: WorkQueue, message: Message, delay: int, log: EventLog) -> str:
+def release(queue: WorkQueue, message: Message, delay: int, log: EventLog) -> str:
     """Visible again after `delay` seconds (for another worker, or a later try)."""
     try:
         queue.set_visibility(message, delay)
@@ -297,4 +302,4 @@ def hand_back(queue: WorkQueue, message: Message, log: EventLog) -> str:
     except QueueUnavailable as exc:  # it comes back on its own once its visibility ends
         log.event("part_not_handed_back", "warning", error=str(exc)[:300])
         return "stopped"
-    return _delete(queue, message, log, "stopped")
+    return delete_message(queue, message, log, "stopped")
