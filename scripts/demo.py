@@ -109,7 +109,9 @@ def main() -> int:
         f"asset {media}: status={asset['status']} stage={asset['processing_stage']} "
         f"streaming_ready={asset['streaming_ready']} duration={asset['duration_seconds']}s"
     )
-    for rendition in job_row["result"]["renditions"]:
+    if job_row["state"] != "succeeded":
+        print(f"  {job_row['error_code']}: {job_row['error_message']}")
+    for rendition in (job_row["result"] or {}).get("renditions", []):
         print(
             f"  {rendition['name']:>6} {rendition['width']}x{rendition['height']} "
             f"BANDWIDTH={rendition['bandwidth']} CODECS={rendition['codecs']}"

@@ -6,6 +6,12 @@ whole track instead, cut into one slice per part at the parts' starts, and
 each part's run copies its slice in. It needs only the audio packets, so it
 runs far ahead of the video parts on a core of its own; a part waits for
 its slice only if it ever catches up.
+
+The track covers the whole match, silence where the upload has no sound
+(streaming/ffmpeg_command.py `audio_command`), so every part has a slice.
+A slice is handed out only while the download behind it has not failed: an
+upload that stops coming ends FFmpeg's input as if the match had ended, and
+the padding would then pass for the rest of the match's sound.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ WAIT_SLICE = 0.2  # seconds between looks for a slice
 
 
 class AudioTrack:
-    def __init__(self, command: list[str], folder: Path, stall_seconds: int) -> None:
+    def __init__(
+        self, command: list[str], folder: Path, stall_seconds: int,
+        source_failed: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
         self.command, self.folder, self.stall_seconds = command, folder, stall_seconds
+        self.source_failed = source_failed  # raises if the upload's download failed
         self.result: RunResult | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -33,10 +43,11 @@ class AudioTrack:
     @classmethod
     def for_parts(
         cls, ffmpeg: str, source: str, opts: EncodeOptions, cuts: list[float], folder: Path,
-        stall: int,
+        duration: float, stall: int, source_failed: Callable[[], None],
     ) -> AudioTrack:  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
-        return cls(audio_command(ffmpeg, source, opts, cuts, folder), folder, stall)
+        command = audio_command(ffmpeg, source, opts, cuts, folder, duration)
+        return cls(command, folder, stall, source_failed)
 
     def start(self) -> AudioTrack:
         self._thread.start()
@@ -62,28 +73,32 @@ class AudioTrack:
             return set()
         return {line.split(",")[0] for line in listing.read_text().splitlines() if line}
 
-    def ready(self, k: int) -> tuple[bool, Path | None]:
-        """Without waiting: (whether part k's slice is settled, the slice, or
-        None if the audio ends before part k); raises if the track failed."""
+    def ready(self, k: int) -> Path | None:
+        """Without waiting: part k's slice once it is complete (None: not
+        yet); raises if the track failed, if the download behind it failed,
+        or if the track ended without part k's slice."""
         name = f"slice_{k:05d}.nut"
-        if name in self._listed():
-            return True, self.folder / name
-        if not self._done.is_set():
-            return False, None
+        listed = name in self._listed()
+        if not listed and not self._done.is_set():
+            return None
+        self.source_failed()  # (a slice made after the download failed is padding)
+        if listed:
+            return self.folder / name
         if self.error is not None:
             raise self.error
         if self.result is None or not self.result.ok:
             tail = (self.result.stderr_tail if self.result else "")[-300:]
             raise JobError("FFMPEG_FAILED", f"the audio track failed: {tail}")
         path = self.folder / name  # (the last slice: complete once the run is)
-        return True, path if path.is_file() else None
+        if not path.is_file():
+            raise JobError("FFMPEG_FAILED", f"the audio track ended before part {k}")
+        return path
 
-    def slice(self, k: int, check: Callable[[], None]) -> Path | None:
-        """Part k's slice, once complete (None: the audio ends before part k);
-        `check()` runs while it waits."""
+    def slice(self, k: int, check: Callable[[], None]) -> Path:
+        """Part k's slice, once complete; `check()` runs while it waits."""
         while True:
-            settled, path = self.ready(k)
-            if settled:
+            path = self.ready(k)
+            if path is not None:
                 return path
             check()
             self._done.wait(WAIT_SLICE)

@@ -38,7 +38,7 @@ _RECORD = re.compile(r"part_(\d{5})\.json")
 _MEMBER = re.compile(r"tile_\d{5}\.jpg|poster_[0-9a-z]{1,16}\.jpg")
 _FAILED = re.compile(r"part_(\d{5})\.failed")
 SHARED = "shared.json"
-AUDIO_MODES = ("slice", "silence", "none")  # a part's audio: its slice, silence, no track
+AUDIO_MODES = ("slice", "none")  # a part's audio: its slice of the track, or no track
 MAX_SHARED_BYTES = 1024 * 1024
 
 

@@ -18,6 +18,7 @@ PERMANENT_CODES = frozenset(
         "INPUT_TOO_LARGE",  # resolution or duration beyond the configured limits
         "FFMPEG_FAILED",  # the transcode failed with software decoding too
         "FFMPEG_STALLED",  # FFmpeg made no progress for FFMPEG_STALL_SECONDS
+        "OUTPUT_INVALID",  # the stream made failed its check twice: never published
         "WORKER_CRASHED",  # every worker that took the job died before finishing it
     }
 )

@@ -8,11 +8,20 @@ switch between them cleanly.
 
 Timestamps: every run keeps the upload's own (`-copyts`, less the file's
 start time, which is what FFmpeg subtracts by default), so the segments of
-all parts form one timeline; the audio comes in already encoded, as the
-part's slice of the whole-file track (`audio_command`), and is copied. The
-outputs are shifted by `TIMELINE_OFFSET` so that no timestamp (AAC priming
-starts 1024 samples early) is negative: a muxer would otherwise shift the
-first part alone.
+all parts form one timeline. The outputs are shifted by `TIMELINE_OFFSET` so
+that no timestamp (AAC priming starts 1024 samples early, B-frames decode
+before they show) is negative: a muxer would otherwise shift the first part
+alone.
+
+Audio and video meet only in a second, copy-only run (`mux_command`). The
+encode run writes each rendition's video alone; the mux run reads that file
+and the part's slice of the whole-file audio track (`audio_command`), both
+as they are, and the HLS muxer interleaves them by decode time. In one run
+that both encodes video and copies audio, when FFmpeg reads the audio is up
+to its scheduler (it differs between releases, and with every filter branch
+that waits: the poster's, the seek margin's trim, the encoder's lookahead),
+and the HLS muxer puts each audio packet into whichever segment is open when
+it arrives: whole minutes of sound ended up in a part's last segment.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from streaming.media_probe import MediaInfo, input_guard
 
 HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
 POSTER_SHORT_SIDE = 720
+AUDIO_RATE = 48000
 TIMELINE_OFFSET = 10  # seconds added to the audio track's and every output's timestamps
 # A part's run seeks this far before its start: to a keyframe before it, and
 # with frames enough for the deinterlacer to see the fields before the first
@@ -124,15 +134,17 @@ class PartSpan:
     end: float | None  # None: to the end
     first_segment: int  # the number of its first segment
     file_start: float  # the upload's start time, which that timeline begins at
-    audio: Path | None  # its slice of the audio track; None: no audio
-    folder: Path  # its playlists and tiles
+    audio: Path | None  # its slice of the audio track; None: the upload has no audio
+    folder: Path  # its playlists, its renditions' video before the mux, its tiles
     poster: bool  # the poster's frame is in it
-    silence: float = 0.0  # seconds of silence instead, for a part after the audio has ended
     margin: float = SEEK_MARGIN  # how far before its start it seeks
 
-    @property
-    def has_audio(self) -> bool:
-        return self.audio is not None or self.silence > 0
+    def video(self, rendition: Rendition) -> Path:
+        """A rendition's video as the encode run writes it (no audio)."""
+        return self.folder / f"{rendition.name}.nut"
+
+    def playlist(self, rendition: Rendition) -> Path:
+        return self.folder / f"{rendition.name}.m3u8"
 
 
 def pick_decoder(info: MediaInfo, available: frozenset[str], allow_hw: bool) -> str | None:
@@ -212,17 +224,14 @@ def _filter_graph(
 
 
 def _rendition_output(
-    index: int, r: Rendition, info: MediaInfo, opts: EncodeOptions, layout: OutputLayout,
-    part: PartSpan,
-) -> list[str]:  # fmt: skip
-    """The output options of one rendition: x264 on the shared keyframe grid
-    (counted from the part's first frame, which is on the grid), the audio
-    track's slice, HLS with MPEG-TS segments numbered from the part's first."""
+    index: int, r: Rendition, info: MediaInfo, opts: EncodeOptions, part: PartSpan
+) -> list[str]:
+    """The output options of one rendition's video: x264 on the shared
+    keyframe grid (counted from the part's first frame, which is on the
+    grid), into a file of its own for the mux run."""
     seg = opts.segment_seconds
-    command = ["-map", f"[v{index}]"]
-    if part.has_audio:
-        command += ["-map", "1:a:0"]
-    command += [
+    command = [
+        "-map", f"[v{index}]",
         "-c:v", "libx264", "-preset", opts.x264_preset, "-crf", str(opts.x264_crf),
         "-maxrate", f"{r.video_kbps}k", "-bufsize", f"{2 * r.video_kbps}k",
         "-profile:v", "high", "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
@@ -231,40 +240,21 @@ def _rendition_output(
         command += ["-x264-params", opts.x264_params]
     if info.hdr and opts.can_tonemap:
         command += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-    if part.audio is not None:
-        command += ["-c:a", "copy"]
-    elif part.silence:
-        command += ["-c:a", "aac", "-b:a", f"{opts.audio_kbps}k"]
     return command + [
         "-max_muxing_queue_size", "4096", "-output_ts_offset", str(TIMELINE_OFFSET),
-        "-f", "hls", "-hls_time", str(seg), "-hls_playlist_type", "vod",
-        "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
-        "-hls_segment_type", "mpegts", "-start_number", str(part.first_segment),
-        "-hls_segment_filename", str(layout.segment_pattern(r)),
-        str(part.folder / f"{r.name}.m3u8"),
+        "-f", "nut", str(part.video(r)),
     ]  # fmt: skip
 
 
 def _inputs(source: Path | str, decoder: str | None, part: PartSpan) -> list[str]:
     """The upload from a keyframe before the part (the trim cuts exactly), on
-    FFmpeg's usual timeline; then the part's audio: its slice of the track, or silence."""
+    FFmpeg's usual timeline."""
     video = ["-c:v", decoder] if decoder else []
     if part.start is not None:
         video += ["-noaccurate_seek", "-ss", f"{max(0.0, part.start - part.margin)}"]
     if part.file_start:
         video += ["-itsoffset", f"{-part.file_start}"]
-    video += input_guard(source)
-    if part.audio is not None:
-        return video + [
-            "-itsoffset", f"{-TIMELINE_OFFSET}", "-protocol_whitelist", "file",
-            "-f", "nut", "-i", f"file:{part.audio}",
-        ]  # fmt: skip
-    if part.silence:
-        return video + [
-            "-itsoffset", f"{part.start or 0.0}", "-t", f"{part.silence}",
-            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
-        ]  # fmt: skip
-    return video
+    return video + input_guard(source)
 
 
 def transcode_command(
@@ -277,13 +267,13 @@ def transcode_command(
     decoder: str | None,
     part: PartSpan,
 ) -> list[str]:
-    """The one FFmpeg run that makes a part of every rendition, its tiles and
-    (in the part that holds its frame) the poster."""
+    """The one FFmpeg run that makes a part's video in every rendition, its
+    tiles and (in the part that holds its frame) the poster."""
     command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts"]
     command += _inputs(source, decoder, part)
     command += ["-filter_complex", _filter_graph(info, renditions, opts, part)]
     for i, r in enumerate(renditions):
-        command += _rendition_output(i, r, info, opts, layout, part)
+        command += _rendition_output(i, r, info, opts, part)
     # Tiles are named by their time (one per segment interval), whichever part made them.
     command += [
         "-map", "[vtiles]", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2",
@@ -297,17 +287,46 @@ def transcode_command(
     return command + ["-progress", "pipe:1", "-nostats"]
 
 
-def audio_command(
-    ffmpeg: str, source: Path | str, opts: EncodeOptions, cuts: list[float], folder: Path
+def mux_command(
+    ffmpeg: str, part: PartSpan, rendition: Rendition, opts: EncodeOptions, layout: OutputLayout
 ) -> list[str]:
+    """A rendition's part as HLS: its video and the part's audio slice, both
+    copied, interleaved by the muxer by decode time, so that each segment
+    holds the sound of its own span. The segments stay in the part's folder
+    until the part is checked (streaming/hls_check.py)."""
+    inputs = [part.video(rendition)] + ([part.audio] if part.audio is not None else [])
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-copyts"]
+    for path in inputs:
+        command += ["-protocol_whitelist", "file", "-f", "nut", "-i", f"file:{path}"]
+    command += ["-map", "0:v:0"] + (["-map", "1:a:0"] if part.audio is not None else [])
+    return command + [
+        "-c", "copy", "-max_muxing_queue_size", "4096",
+        "-f", "hls", "-hls_time", str(opts.segment_seconds), "-hls_playlist_type", "vod",
+        "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
+        "-hls_segment_type", "mpegts", "-start_number", str(part.first_segment),
+        "-hls_segment_filename", str(part.folder / layout.segment_pattern(rendition).name),
+        str(part.playlist(rendition)), "-progress", "pipe:1", "-nostats",
+    ]  # fmt: skip
+
+
+def audio_command(
+    ffmpeg: str, source: Path | str, opts: EncodeOptions, cuts: list[float], folder: Path,
+    duration: float,
+) -> list[str]:  # fmt: skip
     """The upload's audio encoded once for the whole match, cut at the parts'
     starts into one file per part (each AAC packet in the part it begins in),
     with the timestamps of the whole; each completed slice is listed in
-    `slices.csv`."""
+    `slices.csv`. Where the upload has no sound (before its audio starts, in
+    a gap, after it ends) the track holds silence, from 0 to `duration`: every
+    segment carries audio for all of its span, as players expect of a stream
+    that announces audio."""
     command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *input_guard(source)]
+    samples = int(round(duration * AUDIO_RATE))
     command += [
-        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", f"{opts.audio_kbps}k", "-ar", "48000",
-        "-ac", "2", "-max_muxing_queue_size", "4096",
+        "-map", "0:a:0", "-vn",
+        "-af", f"aresample={AUDIO_RATE}:async=1:first_pts=0,apad=whole_len={samples}",
+        "-t", f"{duration:.6f}", "-c:a", "aac", "-b:a", f"{opts.audio_kbps}k",
+        "-ar", str(AUDIO_RATE), "-ac", "2", "-max_muxing_queue_size", "4096",
         "-output_ts_offset", str(TIMELINE_OFFSET), "-f", "segment", "-segment_format", "nut",
         "-reset_timestamps", "0", "-segment_list", str(folder / "slices.csv"),
         "-segment_list_type", "csv",

@@ -104,8 +104,9 @@ class OutputUploader:
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
-    def finish(self, check: Check) -> list[str]:
-        """Upload the rest, then the master playlist; returns every key written."""
+    def finish(self, check: Check, before_master: Check = lambda: None) -> list[str]:
+        """Upload the rest, then (once `before_master()` has passed what is
+        up) the master playlist; returns every key written."""
         files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".tmp")
         master = self.root / MASTER
         self.batch.wait(check)  # what went up during the encode has landed
@@ -118,9 +119,18 @@ class OutputUploader:
                 self.shipped[relative] = size
                 self._send(path)
         self.batch.wait(check)
+        before_master()
         self._send(master)
         self.batch.wait(check)
         return [self.item(path).key for path in files]
+
+    def listed_sizes(self) -> dict[str, int]:
+        """What is under the prefix now: name (relative to it) -> bytes."""
+        return {
+            o.key[len(self.prefix) :]: o.size or 0
+            for page in self.storage.list_objects(self.bucket, self.prefix)
+            for o in page
+        }  # fmt: skip
 
     def written_keys(self) -> tuple[str, ...]:
         """The keys this attempt has sent (or started to send)."""

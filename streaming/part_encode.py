@@ -23,11 +23,21 @@ from streaming.ffmpeg_command import (
     SEEK_MARGIN,
     TIMELINE_OFFSET,
     PartSpan,
+    mux_command,
     pick_decoder,
     poster_time,
     transcode_command,
 )
 from streaming.ffmpeg_runner import RunResult
+from streaming.hls_check import (
+    Edges,
+    StreamInvalid,
+    check_join,
+    check_playlist,
+    check_segments,
+    read_packets,
+    span_of,
+)
 from streaming.hls_output import media_playlist, read_media_playlist
 from streaming.input_feed import FEED_PLACEHOLDER, InputFeed
 from streaming.ladder import Rendition
@@ -54,7 +64,7 @@ def plan_settings(st: Stage, renditions: list[Rendition]) -> dict[str, Any]:
         "preset": opts.x264_preset, "crf": opts.x264_crf, "x264": opts.x264_params,
         "audio_kbps": opts.audio_kbps, "segment": opts.segment_seconds,
         "part": st.settings.part_seconds, "tile": opts.tile_width,
-        "tonemap": opts.can_tonemap, "offset": TIMELINE_OFFSET, "layout": 1,
+        "tonemap": opts.can_tonemap, "offset": TIMELINE_OFFSET, "layout": 2,
     }  # fmt: skip
 
 
@@ -84,7 +94,7 @@ class Slices(Protocol):
     """Where a part's audio slice comes from: the job's own audio track, or
     (on a part worker) the slice the job's owner shared."""
 
-    def slice(self, k: int, check: Callable[[], None]) -> Path | None: ...
+    def slice(self, k: int, check: Callable[[], None]) -> Path: ...
 
 
 class Reports(Protocol):
@@ -113,12 +123,9 @@ class Parts:
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "tiles").mkdir(parents=True)
         audio = self.audio.slice(k, self.st.check) if self.audio is not None else None
-        # A part after the audio has ended gets silence (the players expect
-        # the audio stream the first parts announced).
-        silence = plan.seconds(k) if self.audio is not None and audio is None else 0.0
         poster = plan.holds(k, poster_time(self.info.duration)) or plan.count == 1
         return PartSpan(plan.start(k), plan.end(k), plan.first_segment(k),
-                        self.info.start_time, audio, folder, poster, silence, margin)  # fmt: skip
+                        self.info.start_time, audio, folder, poster, margin)  # fmt: skip
 
     def report(self, k: int | None, seconds: float = 0.0) -> None:
         """Progress (with `seconds` of part k encoded): segments go up, parts
@@ -147,48 +154,70 @@ class Parts:
                 continue
             self.done_seconds += self.book.plan.seconds(k)
 
-    def segment_names(self, k: int) -> list[str]:
-        first, count = self.book.plan.first_segment(k), self.book.plan.segments_per_part
-        return [
-            self.st.layout.segment_pattern(r).name.replace("%05d", f"{n:05d}")
-            for r in self.renditions
-            for n in range(first, first + count)
-        ]  # fmt: skip
-
-    def discard(self, k: int) -> None:
-        """Throw away what a failed run of part k wrote, before it runs again."""
-        self.uploader.batch.wait(self.st.check)  # nothing of it in flight any more
-        names = self.segment_names(k)
-        for name in names:
-            (self.st.layout.root / name).unlink(missing_ok=True)
-        self.uploader.forget(names)
-
     def encode(self, k: int) -> None:
         """Part k, with the hardware decoder and then in software if it fails
         (and in software from then on); with a wider seek margin if it lost
-        its first frames (a container whose seek lands after the keyframe)."""
-        margin = SEEK_MARGIN
+        its first frames (a container whose seek lands after the keyframe);
+        once more if what it made fails the check, and never published if
+        it fails again."""
+        margin, again = SEEK_MARGIN, False
         while True:
             span = self.span(k, margin)
             result = self._run(k, span)
             if not result.ok and self.decoder is not None:
                 self.st.log.event("hw_decode_failed", "warning", decoder=self.decoder,
                                   part=k, stderr=result.stderr_tail)  # fmt: skip
-                self.discard(k)
                 self.decoder = None
                 continue
             if not result.ok:
                 raise_for(self.st, result)
+            self.mux(span)
             if margin < MAX_SEEK_MARGIN and self.starts_late(k, span):
                 self.st.log.event("part_seek_widened", "info", part=k, margin=margin * 4)
-                self.discard(k)
                 margin *= 4
                 continue
+            try:
+                edges = self.verify(k, span)
+            except StreamInvalid as exc:
+                if again:
+                    raise JobError("OUTPUT_INVALID", f"part {k}: {exc}") from None
+                self.st.log.event("part_invalid", "warning", part=k, error=str(exc)[:300])
+                again = True
+                continue
             break
-        self.book.add(*finish_part(self.st, self.book, k, span, self.renditions, self.uploader))
+        record = finish_part(self.st, self.book, k, span, self.renditions, self.uploader, edges)
+        self.book.add(*record)
         self.done_seconds += self.book.plan.seconds(k)
         self.st.log.event("part_finished", part=k, of=self.book.plan.count,
                           seconds=round(result.seconds, 2))  # fmt: skip
+
+    def mux(self, span: PartSpan) -> None:
+        """Each rendition's video and the part's audio into HLS segments."""
+        opts = encode_options(self.st)
+        for r in self.renditions:
+            command = mux_command(self.st.settings.ffmpeg_bin, span, r, opts, self.st.layout)
+            result = self.st.run(command)
+            if not result.ok:
+                raise_for(self.st, result)
+            span.video(r).unlink(missing_ok=True)
+
+    def verify(self, k: int, span: PartSpan) -> dict[str, Edges]:
+        """Part k's segments of every rendition, read back as a player reads
+        them (streaming/hls_check.py); its edges, for the joins."""
+        last = k == self.book.plan.count - 1
+        edges = {}
+        for r in self.renditions:
+            listed = [(uri, seconds) for seconds, uri in _listed(span, r)]
+            if not listed:  # (judged as a cut upload by finish_part)
+                continue
+            files = [span.folder / uri for uri, _ in listed]
+            packets = read_packets(self.st.settings.ffprobe_bin, files, self.st.check)
+            spans = [span_of(uri, found) for (uri, _), found in zip(listed, packets, strict=False)]
+            edges[r.name] = check_segments(
+                listed, spans, has_audio=self.info.has_audio, stream_starts=k == 0,
+                stream_ends=last,
+            )  # fmt: skip
+        return edges
 
     def starts_late(self, k: int, span: PartSpan) -> bool:
         """The run sought, and its video covers less of the part than the
@@ -207,17 +236,17 @@ class Parts:
 
 
 def _listed(span: PartSpan, rendition: Rendition) -> list[tuple[float, str]]:
-    """The segments a part's run wrote of a rendition (none if it wrote no playlist)."""
-    playlist = span.folder / f"{rendition.name}.m3u8"
+    """The segments a part's mux wrote of a rendition (none if it wrote no playlist)."""
+    playlist = span.playlist(rendition)
     return read_media_playlist(playlist) if playlist.is_file() else []
 
 
 def finish_part(
     st: Stage, book: PartBook, k: int, span: PartSpan, renditions: list[Rendition],
-    uploader: OutputUploader,
+    uploader: OutputUploader, edges: dict[str, Edges],
 ) -> tuple[PartRecord, list[str], Path]:  # fmt: skip
-    """Part k's record (segments, CODECS, tiles archive), its segments on
-    their way up: the record is written once they have landed."""
+    """Part k's record (segments, CODECS, edges, tiles archive), its checked
+    segments on their way up: the record is written once they have landed."""
     plan, layout = book.plan, st.layout
     segments: dict[str, list[Segment]] = {}
     streams: dict[str, list[dict[str, Any]]] = {}
@@ -226,6 +255,8 @@ def finish_part(
         if len(listed) > plan.segments_per_part:
             raise JobError("FFMPEG_FAILED", f"part {k} wrote {len(listed)} segments, "
                            f"more than its {plan.segments_per_part}")  # fmt: skip
+        for _, uri in listed:  # (checked: now they may go up)
+            (span.folder / uri).replace(layout.root / uri)
         segments[r.name] = [(uri, sec, (layout.root / uri).stat().st_size) for sec, uri in listed]
         if listed:
             found = probe_output(st.settings.ffprobe_bin, layout.root / listed[0][1], st.check)
@@ -242,7 +273,7 @@ def finish_part(
     archive = span.folder / "part.tar"
     size = make_archive(archive, tiles + poster)
     uploader.ship_finished_segments(now=True)
-    record = PartRecord(k, plan.fingerprint, plan.tag, segments, streams, size)
+    record = PartRecord(k, plan.fingerprint, plan.tag, segments, streams, size, edges)
     keys = [uploader.prefix + uri for part in segments.values() for uri, _, _ in part]
     return record, keys, archive
 
@@ -298,7 +329,7 @@ def _audio_track(st: Stage, feed: InputFeed, info: MediaInfo, plan: PartPlan) ->
     cuts = [start for k in range(1, plan.count) if (start := plan.start(k)) is not None]
     track = AudioTrack.for_parts(
         st.settings.ffmpeg_bin, feed.url, encode_options(st), cuts, st.layout.audio,
-        st.settings.ffmpeg_stall_seconds,
+        plan.duration, st.settings.ffmpeg_stall_seconds, feed.raise_error,
     )  # fmt: skip
     shown = [arg.replace(feed.url, FEED_PLACEHOLDER) for arg in track.command]
     st.log.event("audio_track_started", slices=len(cuts) + 1, command=shown)
@@ -308,11 +339,24 @@ def _audio_track(st: Stage, feed: InputFeed, info: MediaInfo, plan: PartPlan) ->
 def join_playlists(
     st: Stage, book: PartBook, renditions: list[Rendition]
 ) -> dict[str, list[Segment]]:
-    """Each variant playlist: the parts' segments in order, as one VOD playlist."""
+    """Each variant playlist: the parts' segments in order, as one VOD
+    playlist, once every join between two parts is checked."""
     joined: dict[str, list[Segment]] = {}
     for r in renditions:
-        segments = [s for k in range(book.plan.count) for s in book.record(k).segments[r.name]]
+        records = [book.record(k) for k in range(book.plan.count)]
+        edged = [(rec.part, rec.edges[r.name]) for rec in records if r.name in rec.edges]
+        for (k, before), (_, after) in zip(edged, edged[1:], strict=False):
+            try:
+                check_join(f"part {k} of {r.name}", before, after)
+            except StreamInvalid as exc:
+                raise JobError("OUTPUT_INVALID", str(exc)) from None
+        segments = [s for rec in records for s in rec.segments[r.name]]
         joined[r.name] = segments
         if segments:
-            st.layout.playlist(r).write_text(media_playlist(segments))
+            text = media_playlist(segments)
+            try:
+                check_playlist(st.layout.playlist(r).name, text)
+            except StreamInvalid as exc:
+                raise JobError("OUTPUT_INVALID", str(exc)) from None
+            st.layout.playlist(r).write_text(text)
     return joined

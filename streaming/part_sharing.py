@@ -218,15 +218,14 @@ class Sharing:
                 ready[k] = None
                 continue
             assert isinstance(audio, AudioTrack)
-            settled, path = audio.ready(k)
-            if not settled:
+            path = audio.ready(k)  # (raises if the track, or the download, failed)
+            if path is None:
                 break
             ready[k] = path
         if not ready:
             return
         plan, book = self.book.plan, self.book
-        modes = {k: "none" if audio is None else "slice" if path else "silence"
-                 for k, path in ready.items()}  # fmt: skip
+        modes = {k: "none" if audio is None else "slice" for k in ready}
         try:
             for k, path in ready.items():
                 if path is not None:

@@ -68,12 +68,12 @@ class _Unreported:
 
 
 class _SharedSlice:
-    """The part's audio slice, as the job's owner shared it (or silence)."""
+    """The part's audio slice, as the job's owner shared it."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
 
-    def slice(self, k: int, check: Callable[[], None]) -> Path | None:
+    def slice(self, k: int, check: Callable[[], None]) -> Path:
         return self.path
 
 
@@ -229,11 +229,9 @@ def _probe(st: Stage, feed: InputFeed, upload: tuple[str, str, str]) -> MediaInf
 def _audio(
     book: PartBook, k: int, mode: str, job_dir: Path, part_seconds: int, check: Callable[[], None]
 ) -> _SharedSlice | None:
-    """The part's audio as the owner shared it: its slice, silence, or none."""
+    """The part's audio as the owner shared it: its slice, or none."""
     if mode == "none":
         return None
-    if mode == "silence":
-        return _SharedSlice(None)
     check()
     limit = part_seconds * 512 * 1000 // 8 * 2 + MiB  # the most AAC a part may hold, twice
     try:

@@ -25,7 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-RECORD_VERSION = 1
+from streaming.hls_check import Edges
+
+RECORD_VERSION = 2  # 2: each rendition's edges, measured by the part's check
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # 10 000 segments per rendition fit well within
 GRID_SLACK = 0.001  # seconds: less than any frame's duration, more than any rounding
 
@@ -92,6 +94,7 @@ class PartRecord:
     segments: dict[str, list[Segment]]  # rendition name -> its segments in this part
     streams: dict[str, list[dict[str, Any]]]  # rendition name -> first segment's streams
     archive: int  # bytes of the part's tar: its storyboard tiles (and the poster, if it made it)
+    edges: dict[str, Edges]  # rendition name -> where the part begins and ends in it
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -103,6 +106,7 @@ class PartRecord:
                 "segments": self.segments,
                 "streams": self.streams,
                 "archive": self.archive,
+                "edges": {name: edges.to_list() for name, edges in self.edges.items()},
             },  # fmt: skip
             separators=(",", ":"),
         ).encode()
@@ -120,14 +124,17 @@ class PartRecord:
             raise ValueError("bad fingerprint")
         if not (isinstance(tag, str) and re.fullmatch(r"[0-9a-z]{1,16}", tag)):
             raise ValueError("bad tag")
-        segments = raw.get("segments")
+        segments, edges = raw.get("segments"), raw.get("edges")
         if not isinstance(segments, dict) or sorted(segments) != sorted(renditions):
             raise ValueError("renditions differ from the plan's")
+        if not isinstance(edges, dict) or sorted(edges) != sorted(renditions):
+            raise ValueError("edges differ from the renditions")
         return cls(
             part, fp, tag,
             {name: _segments(segments[name], name, tag) for name in renditions},
             {name: _streams(raw.get("streams", {}).get(name)) for name in renditions},
             _size(raw.get("archive")),
+            {name: Edges.from_list(edges[name]) for name in renditions},
         )  # fmt: skip
 
 

@@ -42,7 +42,7 @@ from streaming.messages import TranscodeRequest, parse_message
 from streaming.output_upload import OutputUploader
 from streaming.part_encode import encode, join_playlists, plan_settings
 from streaming.part_sharing import Sharing
-from streaming.parts import PartPlan, fingerprint
+from streaming.parts import PartPlan, Segment, fingerprint
 from streaming.progress import DOWNLOAD_SHARE, TRANSCODE_SHARE, Progress
 from streaming.services import Services
 from streaming.settle import Report, Target, policy_of, settle
@@ -239,7 +239,7 @@ def _stages(ctx: JobContext, outer: ExitStack, stack: ExitStack, made: _Made) ->
     board = p.guard.timed(made, "storyboard", lambda: make_storyboard(stage, info))
     variants = write_master(stage, renditions, info, encoded.streams, joined)
     p.progress.report(p.progress.fraction, AssetStage.TRANSCODED)
-    output_bytes = p.guard.timed(made, "upload", lambda: upload_outputs(ctx, p, book))
+    output_bytes = p.guard.timed(made, "upload", lambda: upload_outputs(ctx, p, book, joined))
     summary = _Summary(
         info, variants, board, encoded, made.timings, p.source.size, output_bytes, stage.layout
     )
@@ -317,8 +317,11 @@ def start_download(ctx: JobContext, p: _Prepared) -> None:
     p.feed.wait_for_start(check)
 
 
-def upload_outputs(ctx: JobContext, p: _Prepared, book: PartBook) -> int:
-    """The rest of the stream, the master playlist last; then what an earlier,
+def upload_outputs(
+    ctx: JobContext, p: _Prepared, book: PartBook, joined: dict[str, list[Segment]]
+) -> int:
+    """The rest of the stream, the master playlist last, once every segment
+    the variants name is in storage as recorded; then what an earlier,
     unfinished attempt left in the folder goes, and the parts' records.
     Returns the bytes uploaded."""
     total = p.uploader.total_bytes() or 1
@@ -329,7 +332,14 @@ def upload_outputs(ctx: JobContext, p: _Prepared, book: PartBook) -> int:
         book.write_landed(p.uploader.landed)
         p.guard()
 
-    written = p.uploader.finish(check)
+    def stored() -> None:
+        listed = p.uploader.listed_sizes()
+        for name, segments in joined.items():
+            for uri, _, size in segments:
+                if listed.get(uri) != size:
+                    raise JobError("OUTPUT_INVALID", f"{name}: {uri} is not in storage whole")
+
+    written = p.uploader.finish(check, stored)
     p.guard()  # still ours: only then may stale objects go
     removed = p.uploader.remove_except(set(written) | book.stream_keys())
     if removed:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from streaming.ffmpeg_command import EncodeOptions, OutputLayout, PartSpan, transcode_command
+from streaming.ffmpeg_command import (
+    EncodeOptions,
+    OutputLayout,
+    PartSpan,
+    audio_command,
+    mux_command,
+    transcode_command,
+)
 from streaming.hls_output import measure_variant, media_playlist, read_media_playlist
 from streaming.ladder import Rendition
 from streaming.media_probe import MediaInfo
@@ -46,10 +53,10 @@ def test_part_length_is_rounded_to_whole_segments(monkeypatch) -> None:
 
 def record(**change: object) -> bytes:
     raw = {
-        "version": 1, "part": 3, "fingerprint": FP, "tag": "ab12cd34",
+        "version": 2, "part": 3, "fingerprint": FP, "tag": "ab12cd34",
         "segments": {"720p": [["720p_ab12cd34_00150.ts", 6.006, 812345]]},
         "streams": {"720p": [{"codec_type": "video", "codec_name": "h264", "evil": {"x": 1}}]},
-        "archive": 2048,
+        "archive": 2048, "edges": {"720p": [911.4, 911.32, 917.406, 0.033367]},
     }  # fmt: skip
     return json.dumps({**raw, **change}).encode()
 
@@ -64,7 +71,7 @@ def test_a_record_round_trips_and_keeps_only_known_stream_fields() -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"version": 2},
+        {"version": 1},
         {"part": -1},
         {"part": "3"},
         {"fingerprint": "../../x"},
@@ -76,6 +83,10 @@ def test_a_record_round_trips_and_keeps_only_known_stream_fields() -> None:
         {"segments": {"720p": [["720p_ab12cd34_00150.ts", 6.0, 0]]}},
         {"segments": {"720p": []}},
         {"archive": 0},
+        {"edges": {}},
+        {"edges": {"720p": [911.4, 911.32, 911.0, 0.03]}},  # ends before it begins
+        {"edges": {"720p": [911.4, 911.32, "917", 0.03]}},
+        {"edges": {"720p": [911.4, 911.32, float("nan"), 0.03]}},
     ],
 )
 def test_a_bad_record_is_refused(change: dict) -> None:
@@ -103,7 +114,7 @@ def _command(span: PartSpan) -> list[str]:
                              None, span)  # fmt: skip
 
 
-def test_a_part_run_reads_its_span_and_copies_its_audio_slice() -> None:
+def test_a_part_run_encodes_its_span_and_only_video() -> None:
     span = PartSpan(299.999, 599.999, 50, 0.0, Path("/w/job/audio/slice_00001.nut"),
                     Path("/w/job/parts/00001"), poster=False)  # fmt: skip
     command = _command(span)
@@ -111,14 +122,34 @@ def test_a_part_run_reads_its_span_and_copies_its_audio_slice() -> None:
     assert "-copyts" in command and "-noaccurate_seek" in command
     graph = command[command.index("-filter_complex") + 1]
     assert "trim=start=299.999:end=599.999" in graph and "[vposter]" not in graph
-    assert command.count("-start_number") == 2 and "50" in command
-    assert command.count("copy") == 2  # the audio of each rendition is the slice, copied
-    assert "file:/w/job/audio/slice_00001.nut" in command
+    # Audio meets video only in the mux run: no audio input, map or codec here.
+    assert "slice_00001.nut" not in " ".join(command) and "-c:a" not in command
+    assert command.count("-i") == 1 and "1:a:0" not in command
+    assert "/w/job/parts/00001/1080p.nut" in command and "/w/job/parts/00001/540p.nut" in command
     assert command[command.index("-frame_pts") + 1] == "1"  # tiles named by their time
 
 
-def test_a_part_after_the_audio_ends_gets_silence() -> None:
-    span = PartSpan(299.999, None, 50, 0.0, None, Path("/w/p"), poster=True, silence=300.0)
-    command = _command(span)
-    assert "anullsrc=r=48000:cl=stereo" in command and "[vposter]" in " ".join(command)
-    assert command[command.index("-c:a") + 1] == "aac"
+def test_the_mux_run_copies_video_and_the_audio_slice_into_the_part_folder() -> None:
+    span = PartSpan(299.999, 599.999, 50, 0.0, Path("/w/job/audio/slice_00001.nut"),
+                    Path("/w/job/parts/00001"), poster=False)  # fmt: skip
+    opts = EncodeOptions("ultrafast", 23, 128, 6, 320)
+    layout = OutputLayout(Path("/w/job/out"), "ab12cd34")
+    command = mux_command("ffmpeg", span, Rendition("540p", 960, 540, 600), opts, layout)
+    assert command[command.index("-c") + 1] == "copy" and "-filter_complex" not in command
+    assert "file:/w/job/parts/00001/540p.nut" in command
+    assert "file:/w/job/audio/slice_00001.nut" in command
+    assert command.count("file") == 2  # each input through the file protocol only
+    assert command[command.index("-start_number") + 1] == "50"
+    pattern = command[command.index("-hls_segment_filename") + 1]
+    assert pattern == "/w/job/parts/00001/540p_ab12cd34_%05d.ts"  # checked before it goes up
+    silent = PartSpan(None, 300.0, 0, 0.0, None, Path("/w/p"), poster=True)
+    command = mux_command("ffmpeg", silent, Rendition("540p", 960, 540, 600), opts, layout)
+    assert "-map" in command and "1:a:0" not in command and command.count("-i") == 1
+
+
+def test_the_audio_track_is_padded_with_silence_to_the_whole_match() -> None:
+    opts = EncodeOptions("ultrafast", 23, 128, 6, 320)
+    command = audio_command("ffmpeg", Path("/w/src"), opts, [299.999], Path("/w/a"), 612.5)
+    chain = command[command.index("-af") + 1]
+    assert "first_pts=0" in chain and "apad=whole_len=29400000" in chain
+    assert command[command.index("-t") + 1] == "612.500000"
