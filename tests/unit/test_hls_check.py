@@ -48,7 +48,7 @@ def test_segments_cut_at_decode_time_pass_and_give_the_parts_edges() -> None:
     last = segment(22.0, audio=(22.0 - LAG, 28.0))  # (the slice ends where the next part begins)
     found = spans(segment(10.0, audio=(10.0, 16.0 - LAG)), segment(16.0), last)
     edges = check_segments(listed(3), found, has_audio=True, stream_starts=True)
-    assert edges == Edges(10.0, 10.0 - LAG, pytest.approx(28.0), FRAME)
+    assert edges.to_list() == [10.0, 9.8, 28.0, 0.1]
 
 
 def test_a_parts_audio_all_in_its_last_segment_is_refused() -> None:
