@@ -28,7 +28,7 @@ from streaming.ffmpeg_command import (
     poster_time,
     transcode_command,
 )
-from streaming.ffmpeg_runner import RunResult
+from streaming.ffmpeg_runner import RunResult, run_captured
 from streaming.hls_check import (
     Edges,
     StreamInvalid,
@@ -192,12 +192,14 @@ class Parts:
                           seconds=round(result.seconds, 2))  # fmt: skip
 
     def mux(self, span: PartSpan) -> None:
-        """Each rendition's video and the part's audio into HLS segments."""
+        """Each rendition's video and the part's audio into HLS segments (no
+        segments where the run made no frame: a seek past the data, a cut upload)."""
         opts = encode_options(self.st)
         for r in self.renditions:
             command = mux_command(self.st.settings.ffmpeg_bin, span, r, opts, self.st.layout)
             result = self.st.run(command)
-            if not result.ok:
+            full = "No space left on device" in result.stderr_tail
+            if not result.ok and (full or has_frames(self.st, span.video(r))):
                 raise_for(self.st, result)
             span.video(r).unlink(missing_ok=True)
 
@@ -233,6 +235,18 @@ class Parts:
         self.runs += 1
         return _run_encode(self.st, self.feed, self.info, self.renditions, self.decoder,
                            lambda seconds: self.report(k, seconds), span)  # fmt: skip
+
+
+def has_frames(st: Stage, video: Path) -> bool:
+    """Whether a rendition's video file holds a frame (judged by ffprobe)."""
+    command = [st.settings.ffprobe_bin, "-v", "error", "-protocol_whitelist", "file",
+               "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
+               f"file:{video}"]  # fmt: skip
+    if not video.is_file():
+        return False
+    result = run_captured(command, check=st.check, timeout=120)
+    counts = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]
+    return result.returncode == 0 and any(c.isdigit() and int(c) > 0 for c in counts)
 
 
 def _listed(span: PartSpan, rendition: Rendition) -> list[tuple[float, str]]:

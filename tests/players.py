@@ -57,7 +57,9 @@ class _Handler(SimpleHTTPRequestHandler):
         self.done.set()
 
 
-def play(stream: Path, player: str, at: list[float] = (), timeout: float = 180) -> dict[str, Any]:
+def play(
+    stream: Path, player: str, at: list[float] = (), timeout: float = 180, lead: float = 1.0
+) -> dict[str, Any]:
     """Play `stream/index.m3u8` with `player` ("hls" or "shaka")."""
     chromium = browser()
     done = threading.Event()
@@ -66,7 +68,7 @@ def play(stream: Path, player: str, at: list[float] = (), timeout: float = 180) 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     times = ",".join(f"{t:.3f}" for t in at)
     url = (f"http://127.0.0.1:{server.server_address[1]}/player.html"
-           f"?player={player}&src=/stream/index.m3u8&at={times}")  # fmt: skip
+           f"?player={player}&src=/stream/index.m3u8&at={times}&lead={lead}")  # fmt: skip
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen(
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -86,12 +88,16 @@ def play(stream: Path, player: str, at: list[float] = (), timeout: float = 180) 
     return handler.results[0]
 
 
-def assert_plays(stream: Path, at: list[float] = ()) -> dict[str, dict[str, Any]]:
-    """Both players play every variant (across each time in `at`) without an
-    error; returns their reports."""
+def assert_plays(
+    stream: Path, at: list[float] = (), *, lead: float = 1.0, audio: bool = False,
+    timeout: float = 180,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Both players play every variant (from `lead` seconds before each time
+    in `at` to a second past it) without an error, and with `audio` decode
+    sound all the while; returns their reports."""
     reports = {}
     for player in PLAYERS:
-        report = play(stream, player, at)
+        report = play(stream, player, at, timeout, lead)
         assert report["errors"] == [], (player, report["errors"])
         assert len(report["levels"]) >= 1, report
         expected = len(report["levels"]) * max(1, len(at))
@@ -99,5 +105,6 @@ def assert_plays(stream: Path, at: list[float] = ()) -> dict[str, dict[str, Any]
         for run in report["played"]:
             assert run["frames"] > 0, (player, run)
             assert run["seen_height"] == run["expected_height"], (player, run)
+            assert not audio or run["audio_bytes"] > 0, (player, run)
         reports[player] = report
     return reports

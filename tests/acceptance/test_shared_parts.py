@@ -126,7 +126,7 @@ def test_two_workers_share_a_match(world: World, media, tmp_path: Path) -> None:
     local = world.download_prefix(upload.prefix + "streaming/", tmp_path / "shared")
     assert_continuous(local, clip)
     joins = [k * part_seconds for k in sorted(theirs)]
-    assert_plays(local, at=[t - 1.0 for t in joins[:3]])
+    assert_plays(local, at=[t + 1.0 for t in joins[:3]], lead=4.0, audio=True)  # from 3 s before
 
 
 def test_stopped_and_killed_part_workers_and_a_killed_owner(
