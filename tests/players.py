@@ -98,7 +98,12 @@ def assert_plays(
     reports = {}
     for player in PLAYERS:
         report = play(stream, player, at, timeout, lead)
-        assert report["errors"] == [], (player, report["errors"])
+        # (hls.js fills a low-bitrate stream's buffer up to 600 s ahead and,
+        # after many seeks, meets Chromium's 12 MB audio quota: it says so
+        # with a non-fatal bufferFullError, evicts and plays on; every run
+        # below must still have played, with sound)
+        errors = [e for e in report["errors"] if e != "hls.js: mediaError bufferFullError"]
+        assert errors == [], (player, report["errors"])
         assert len(report["levels"]) >= 1, report
         expected = len(report["levels"]) * max(1, len(at))
         assert len(report["played"]) == expected, (player, report["played"])
