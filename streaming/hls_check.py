@@ -164,6 +164,12 @@ def span_of(name: str, packets: list[Packet]) -> Span:
     return Span(times[0], video[0].dts, end, frame, sound)
 
 
+def measured(spans: Sequence[Span]) -> list[float]:
+    """Each segment's real length: to the next one's first frame, the last to its end."""
+    ends = [s.first_pts for s in spans[1:]] + [spans[-1].end] if spans else []
+    return [round(end - s.first_pts, 6) for s, end in zip(spans, ends, strict=True)]
+
+
 def check_segments(
     listed: Sequence[tuple[str, float]], spans: Sequence[Span], *, has_audio: bool,
     stream_starts: bool = False, stream_ends: bool = False,

@@ -35,6 +35,7 @@ from streaming.hls_check import (
     check_join,
     check_playlist,
     check_segments,
+    measured,
     read_packets,
     span_of,
 )
@@ -116,6 +117,7 @@ class Parts:
     decoder: str | None
     runs: int = 0
     done_seconds: float = 0.0
+    measured: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # last checked
     on_tick: Callable[[], None] = field(default=lambda: None)  # at every progress report
 
     def span(self, k: int, margin: float) -> PartSpan:
@@ -185,7 +187,8 @@ class Parts:
                 again = True
                 continue
             break
-        record = finish_part(self.st, self.book, k, span, self.renditions, self.uploader, edges)
+        record = finish_part(self.st, self.book, k, span, self.renditions, self.uploader, edges,
+                             self.measured)  # fmt: skip
         self.book.add(*record)
         self.done_seconds += self.book.plan.seconds(k)
         self.st.log.event("part_finished", part=k, of=self.book.plan.count,
@@ -215,6 +218,10 @@ class Parts:
             files = [span.folder / uri for uri, _ in listed]
             packets = read_packets(self.st.settings.ffprobe_bin, files, self.st.check)
             spans = [span_of(uri, found) for (uri, _), found in zip(listed, packets, strict=False)]
+            # (the playlists say what the segments hold, as measured, not as
+            # the muxer guessed: it misjudges a variable frame rate's last one)
+            listed = list(zip([uri for uri, _ in listed], measured(spans), strict=True))
+            self.measured[r.name] = listed
             edges[r.name] = check_segments(
                 listed, spans, has_audio=self.info.has_audio, stream_starts=k == 0,
                 stream_ends=last,
@@ -258,6 +265,7 @@ def _listed(span: PartSpan, rendition: Rendition) -> list[tuple[float, str]]:
 def finish_part(
     st: Stage, book: PartBook, k: int, span: PartSpan, renditions: list[Rendition],
     uploader: OutputUploader, edges: dict[str, Edges],
+    lengths: dict[str, list[tuple[str, float]]] | None = None,
 ) -> tuple[PartRecord, list[str], Path]:  # fmt: skip
     """Part k's record (segments, CODECS, edges, tiles archive), its checked
     segments on their way up: the record is written once they have landed."""
@@ -271,7 +279,9 @@ def finish_part(
                            f"more than its {plan.segments_per_part}")  # fmt: skip
         for _, uri in listed:  # (checked: now they may go up)
             (span.folder / uri).replace(layout.root / uri)
-        segments[r.name] = [(uri, sec, (layout.root / uri).stat().st_size) for sec, uri in listed]
+        real = dict((lengths or {}).get(r.name, []))
+        segments[r.name] = [(uri, real.get(uri, sec), (layout.root / uri).stat().st_size)
+                            for sec, uri in listed]  # fmt: skip
         if listed:
             found = probe_output(st.settings.ffprobe_bin, layout.root / listed[0][1], st.check)
             streams[r.name] = found.get("streams", [])
