@@ -166,7 +166,7 @@ class PartBook:
     def _adopt(self, records: list[PartRecord], found: dict[str, int]) -> list[int]:
         if not records:
             return []
-        stored = _sizes(self.storage, self.bucket, self.media_prefix + "streaming/")
+        stored = self.stored_stream()
         adopted = []
         for record in records:
             if _whole(record, stored, found, self):
@@ -177,6 +177,10 @@ class PartBook:
                 key = self.key(record.part, "json")
                 self.refused.add((key, found.get(key, 0)))
         return adopted
+
+    def stored_stream(self) -> dict[str, int]:
+        """What is in the video's `streaming/` folder now: key -> bytes."""
+        return _sizes(self.storage, self.bucket, self.media_prefix + "streaming/")
 
     def stream_keys(self) -> set[str]:
         """The keys of the segments adopted parts uploaded (kept at the end)."""

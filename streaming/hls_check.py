@@ -101,10 +101,8 @@ def read_packets(
     return place_packets(result.stdout, sizes)
 
 
-def place_packets(text: str | bytes, sizes: list[int]) -> list[list[Packet]]:
+def place_packets(text: str, sizes: list[int]) -> list[list[Packet]]:
     """ffprobe's compact packet lines → each segment's packets (by byte position)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
     bounds = [0]
     for size in sizes:
         bounds.append(bounds[-1] + size)

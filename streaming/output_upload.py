@@ -124,14 +124,6 @@ class OutputUploader:
         self.batch.wait(check)
         return [self.item(path).key for path in files]
 
-    def listed_sizes(self) -> dict[str, int]:
-        """What is under the prefix now: name (relative to it) -> bytes."""
-        return {
-            o.key[len(self.prefix) :]: o.size or 0
-            for page in self.storage.list_objects(self.bucket, self.prefix)
-            for o in page
-        }  # fmt: skip
-
     def written_keys(self) -> tuple[str, ...]:
         """The keys this attempt has sent (or started to send)."""
         return tuple(self.prefix + name for name in self.shipped)

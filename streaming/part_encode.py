@@ -117,7 +117,6 @@ class Parts:
     decoder: str | None
     runs: int = 0
     done_seconds: float = 0.0
-    measured: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # last checked
     on_tick: Callable[[], None] = field(default=lambda: None)  # at every progress report
 
     def span(self, k: int, margin: float) -> PartSpan:
@@ -179,7 +178,7 @@ class Parts:
                 margin *= 4
                 continue
             try:
-                edges = self.verify(k, span)
+                edges, lengths = self.verify(k, span)
             except StreamInvalid as exc:
                 if again:
                     raise JobError("OUTPUT_INVALID", f"part {k}: {exc}") from None
@@ -187,9 +186,8 @@ class Parts:
                 again = True
                 continue
             break
-        record = finish_part(self.st, self.book, k, span, self.renditions, self.uploader, edges,
-                             self.measured)  # fmt: skip
-        self.book.add(*record)
+        self.book.add(*finish_part(self.st, self.book, k, span, self.renditions, self.uploader,
+                                   edges, lengths))  # fmt: skip
         self.done_seconds += self.book.plan.seconds(k)
         self.st.log.event("part_finished", part=k, of=self.book.plan.count,
                           seconds=round(result.seconds, 2))  # fmt: skip
@@ -206,27 +204,27 @@ class Parts:
                 raise_for(self.st, result)
             span.video(r).unlink(missing_ok=True)
 
-    def verify(self, k: int, span: PartSpan) -> dict[str, Edges]:
+    def verify(
+        self, k: int, span: PartSpan
+    ) -> tuple[dict[str, Edges], dict[str, dict[str, float]]]:
         """Part k's segments of every rendition, read back as a player reads
-        them (streaming/hls_check.py); its edges, for the joins."""
-        last = k == self.book.plan.count - 1
-        edges = {}
+        them (streaming/hls_check.py): its edges, for the joins, and each
+        segment's length as measured (the playlists say that, not what the
+        muxer guessed: it misjudges a variable frame rate's last segment)."""
+        edges, lengths = {}, {}
         for r in self.renditions:
-            listed = [(uri, seconds) for seconds, uri in _listed(span, r)]
-            if not listed:  # (judged as a cut upload by finish_part)
+            names = [uri for _, uri in _listed(span, r)]
+            if not names:  # (judged as a cut upload by finish_part)
                 continue
-            files = [span.folder / uri for uri, _ in listed]
+            files = [span.folder / uri for uri in names]
             packets = read_packets(self.st.settings.ffprobe_bin, files, self.st.check)
-            spans = [span_of(uri, found) for (uri, _), found in zip(listed, packets, strict=False)]
-            # (the playlists say what the segments hold, as measured, not as
-            # the muxer guessed: it misjudges a variable frame rate's last one)
-            listed = list(zip([uri for uri, _ in listed], measured(spans), strict=True))
-            self.measured[r.name] = listed
+            spans = [span_of(uri, found) for uri, found in zip(names, packets, strict=True)]
+            lengths[r.name] = dict(zip(names, measured(spans), strict=True))
             edges[r.name] = check_segments(
-                listed, spans, has_audio=self.info.has_audio, stream_starts=k == 0,
-                stream_ends=last,
+                list(lengths[r.name].items()), spans, has_audio=self.info.has_audio,
+                stream_starts=k == 0, stream_ends=k == self.book.plan.count - 1,
             )  # fmt: skip
-        return edges
+        return edges, lengths
 
     def starts_late(self, k: int, span: PartSpan) -> bool:
         """The run sought, and its video covers less of the part than the
@@ -252,7 +250,7 @@ def has_frames(st: Stage, video: Path) -> bool:
     if not video.is_file():
         return False
     result = run_captured(command, check=st.check, timeout=120)
-    counts = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]
+    counts = [line.strip() for line in result.stdout.splitlines()]
     return result.returncode == 0 and any(c.isdigit() and int(c) > 0 for c in counts)
 
 
@@ -264,8 +262,7 @@ def _listed(span: PartSpan, rendition: Rendition) -> list[tuple[float, str]]:
 
 def finish_part(
     st: Stage, book: PartBook, k: int, span: PartSpan, renditions: list[Rendition],
-    uploader: OutputUploader, edges: dict[str, Edges],
-    lengths: dict[str, list[tuple[str, float]]] | None = None,
+    uploader: OutputUploader, edges: dict[str, Edges], lengths: dict[str, dict[str, float]],
 ) -> tuple[PartRecord, list[str], Path]:  # fmt: skip
     """Part k's record (segments, CODECS, edges, tiles archive), its checked
     segments on their way up: the record is written once they have landed."""
@@ -279,9 +276,8 @@ def finish_part(
                            f"more than its {plan.segments_per_part}")  # fmt: skip
         for _, uri in listed:  # (checked: now they may go up)
             (span.folder / uri).replace(layout.root / uri)
-        real = dict((lengths or {}).get(r.name, []))
-        segments[r.name] = [(uri, real.get(uri, sec), (layout.root / uri).stat().st_size)
-                            for sec, uri in listed]  # fmt: skip
+        segments[r.name] = [(uri, lengths[r.name][uri], (layout.root / uri).stat().st_size)
+                            for _, uri in listed]  # fmt: skip
         if listed:
             found = probe_output(st.settings.ffprobe_bin, layout.root / listed[0][1], st.check)
             streams[r.name] = found.get("streams", [])
@@ -366,21 +362,17 @@ def join_playlists(
     """Each variant playlist: the parts' segments in order, as one VOD
     playlist, once every join between two parts is checked."""
     joined: dict[str, list[Segment]] = {}
-    for r in renditions:
-        records = [book.record(k) for k in range(book.plan.count)]
-        edged = [(rec.part, rec.edges[r.name]) for rec in records if r.name in rec.edges]
-        for (k, before), (_, after) in zip(edged, edged[1:], strict=False):
-            try:
+    records = [book.record(k) for k in range(book.plan.count)]
+    try:
+        for r in renditions:
+            edged = [(rec.part, rec.edges[r.name]) for rec in records if r.name in rec.edges]
+            for (k, before), (_, after) in zip(edged, edged[1:], strict=False):
                 check_join(f"part {k} of {r.name}", before, after)
-            except StreamInvalid as exc:
-                raise JobError("OUTPUT_INVALID", str(exc)) from None
-        segments = [s for rec in records for s in rec.segments[r.name]]
-        joined[r.name] = segments
-        if segments:
-            text = media_playlist(segments)
-            try:
+            joined[r.name] = [s for rec in records for s in rec.segments[r.name]]
+            if joined[r.name]:
+                text = media_playlist(joined[r.name])
                 check_playlist(st.layout.playlist(r).name, text)
-            except StreamInvalid as exc:
-                raise JobError("OUTPUT_INVALID", str(exc)) from None
-            st.layout.playlist(r).write_text(text)
+                st.layout.playlist(r).write_text(text)
+    except StreamInvalid as exc:
+        raise JobError("OUTPUT_INVALID", str(exc)) from None
     return joined

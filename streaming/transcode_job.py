@@ -333,10 +333,10 @@ def upload_outputs(
         p.guard()
 
     def stored() -> None:
-        listed = p.uploader.listed_sizes()
+        listed = book.stored_stream()
         for name, segments in joined.items():
             for uri, _, size in segments:
-                if listed.get(uri) != size:
+                if listed.get(p.uploader.prefix + uri) != size:
                     raise JobError("OUTPUT_INVALID", f"{name}: {uri} is not in storage whole")
 
     written = p.uploader.finish(check, stored)
