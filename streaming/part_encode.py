@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -162,6 +164,7 @@ class Parts:
         once more if what it made fails the check, and never published if
         it fails again."""
         margin, again = SEEK_MARGIN, False
+        spent = {"mux": 0.0, "check": 0.0}  # seconds, every try of the part
         while True:
             span = self.span(k, margin)
             result = self._run(k, span)
@@ -172,13 +175,15 @@ class Parts:
                 continue
             if not result.ok:
                 raise_for(self.st, result)
-            self.mux(span)
+            with _timed(spent, "mux"):
+                self.mux(span)
             if margin < MAX_SEEK_MARGIN and self.starts_late(k, span):
                 self.st.log.event("part_seek_widened", "info", part=k, margin=margin * 4)
                 margin *= 4
                 continue
             try:
-                edges, lengths = self.verify(k, span)
+                with _timed(spent, "check"):
+                    edges, lengths = self.verify(k, span)
             except StreamInvalid as exc:
                 if again:
                     raise JobError("OUTPUT_INVALID", f"part {k}: {exc}") from None
@@ -190,7 +195,9 @@ class Parts:
                                    edges, lengths))  # fmt: skip
         self.done_seconds += self.book.plan.seconds(k)
         self.st.log.event("part_finished", part=k, of=self.book.plan.count,
-                          seconds=round(result.seconds, 2))  # fmt: skip
+                          seconds=round(result.seconds, 2),
+                          mux_seconds=round(spent["mux"], 2),
+                          check_seconds=round(spent["check"], 2))  # fmt: skip
 
     def mux(self, span: PartSpan) -> None:
         """Each rendition's video and the part's audio into HLS segments (no
@@ -240,6 +247,15 @@ class Parts:
         self.runs += 1
         return _run_encode(self.st, self.feed, self.info, self.renditions, self.decoder,
                            lambda seconds: self.report(k, seconds), span)  # fmt: skip
+
+
+@contextmanager
+def _timed(spent: dict[str, float], name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        spent[name] += time.monotonic() - started
 
 
 def has_frames(st: Stage, video: Path) -> bool:
