@@ -180,7 +180,11 @@ class World:
             queue=WorkQueue(settings.queue_url, settings.aws_region),
             decoders=decoders,
             stop=stop or threading.Event(),
-        )
+            parts_queue=(
+                WorkQueue(settings.parts_queue_url, settings.aws_region)
+                if settings.parts_queue_url else None
+            ),
+        )  # fmt: skip
 
     def run_once(self, services: Services | None = None, **overrides: str) -> list[dict[str, Any]]:
         """One pass of the real loop in this process; returns its events."""

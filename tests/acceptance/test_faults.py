@@ -27,6 +27,7 @@ from tests.support import (
     World,
     by_type,
     check_stream,
+    parts_queue,
     require,
     start_worker,
     wait_for,
@@ -149,7 +150,10 @@ def test_transcode_starts_while_the_upload_is_still_downloading(
 
 def test_download_failing_mid_transcode_is_a_storage_error(world: World, media, s3_proxy) -> None:
     """FFmpeg, already encoding, has its input cut off: the job is handed back
-    as STORAGE_UNAVAILABLE, not failed as a broken or truncated upload."""
+    as STORAGE_UNAVAILABLE, not failed as a broken or truncated upload (nor
+    published with the rest of its sound as the audio track's padding). The
+    run cut off here is the audio track's: the one part's video waits for its
+    slice, and a slice made after the download failed is never used."""
     clip = noisy_clip(media)
     upload = world.upload(clip)
     size = clip.stat().st_size
@@ -158,9 +162,35 @@ def test_download_failing_mid_transcode_is_a_storage_error(world: World, media, 
 
     log = world.run_once(WASABI_ENDPOINT=s3_proxy.url)
 
-    assert by_type(log, "ffmpeg_started")
+    assert by_type(log, "audio_track_started")
     assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
     assert not by_type(log, "job_failed")
+
+
+def test_download_failing_mid_job_never_passes_padding_for_the_rest_of_the_sound(
+    world: World, media, s3_proxy
+) -> None:
+    """In shared parts: the slices the audio track finished before the cut
+    are used and published, and none after it, although FFmpeg pads the
+    track to the match's end once its input stops: no part is made, here or
+    by a part worker, with silence for sound the upload has; the job goes
+    back as STORAGE_UNAVAILABLE."""
+    clip = noisy_clip(media)
+    upload = world.upload(clip)
+    size = clip.stat().st_size
+    s3_proxy.add("cut", count=1000, method="GET", path_contains="/raw/",
+                 keep_bytes=int(size * 0.6), bytes_per_second=size / 3)  # fmt: skip
+
+    part_queue, _ = parts_queue(world)
+
+    log = world.run_once(WASABI_ENDPOINT=s3_proxy.url, HLS_SEGMENT_SECONDS="2",
+                         TRANSCODE_PART_SECONDS="2", SQS_CHUNK_QUEUE_URL=part_queue)  # fmt: skip
+
+    assert_handed_back(world, upload, "STORAGE_UNAVAILABLE", log)
+    # (the cut is at about 4.8 s of the 8: parts 2 and 3 have sound after it)
+    finished = {e["part"] for e in by_type(log, "part_finished")}
+    published = {k for e in by_type(log, "parts_published") for k in e["parts"]}
+    assert finished <= {0, 1} and published <= {1}, (finished, published)
 
 
 # --- Supabase -------------------------------------------------------------------
