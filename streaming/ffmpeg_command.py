@@ -26,6 +26,7 @@ it arrives: whole minutes of sound ended up in a part's last segment.
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from streaming.media_probe import MediaInfo, input_guard
 HW_DECODERS = {"h264": "h264_nvv4l2dec", "hevc": "hevc_nvv4l2dec"}
 POSTER_SHORT_SIDE = 720
 AUDIO_RATE = 48000
+AAC_FRAME = 1024  # samples per AAC packet
 TIMELINE_OFFSET = 10  # seconds added to the audio track's and every output's timestamps
 # A part's run seeks this far before its start: to a keyframe before it, and
 # with frames enough for the deinterlacer to see the fields before the first
@@ -299,8 +301,11 @@ def mux_command(
     for path in inputs:
         command += ["-protocol_whitelist", "file", "-f", "nut", "-i", f"file:{path}"]
     command += ["-map", "0:v:0"] + (["-map", "1:a:0"] if part.audio is not None else [])
+    # (`-max_interleave_delta 0`: the muxer holds each packet until every
+    # stream has one, however far ahead FFmpeg's scheduler reads one input;
+    # by default it lets a stream through 10 s ahead of one that has none)
     return command + [
-        "-c", "copy", "-max_muxing_queue_size", "4096",
+        "-c", "copy", "-max_muxing_queue_size", "4096", "-max_interleave_delta", "0",
         "-f", "hls", "-hls_time", str(opts.segment_seconds), "-hls_playlist_type", "vod",
         "-hls_list_size", "0", "-hls_flags", "independent_segments+temp_file",
         "-hls_segment_type", "mpegts", "-start_number", str(part.first_segment),
@@ -320,22 +325,34 @@ def audio_command(
     a gap, after it ends) the track holds silence, from 0 to `duration`: every
     segment carries audio for all of its span, as players expect of a stream
     that announces audio."""
-    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *input_guard(source)]
     samples = int(round(duration * AUDIO_RATE))
+    chain = (f"aresample={AUDIO_RATE}:async=1:first_pts=0,"
+             f"apad=whole_len={samples},atrim=end_sample={samples}")  # fmt: skip
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *input_guard(source)]
     command += [
-        "-map", "0:a:0", "-vn",
-        "-af", f"aresample={AUDIO_RATE}:async=1:first_pts=0,apad=whole_len={samples}",
-        "-t", f"{duration:.6f}", "-c:a", "aac", "-b:a", f"{opts.audio_kbps}k",
+        "-map", "0:a:0", "-vn", "-af", chain, "-c:a", "aac", "-b:a", f"{opts.audio_kbps}k",
         "-ar", str(AUDIO_RATE), "-ac", "2", "-max_muxing_queue_size", "4096",
         "-output_ts_offset", str(TIMELINE_OFFSET), "-f", "segment", "-segment_format", "nut",
         "-reset_timestamps", "0", "-segment_list", str(folder / "slices.csv"),
         "-segment_list_type", "csv",
     ]  # fmt: skip
     if cuts:
-        command += ["-segment_times", ",".join(f"{TIMELINE_OFFSET + c}" for c in cuts)]
+        # Cut by packet count, not by time: the segment muxer compares its
+        # times with the timestamps as they are in FFmpeg 4.x-5.x and with
+        # their distance from the first one in 7.x.
+        frames = ",".join(str(first_packet_at(c)) for c in cuts)
+        command += ["-segment_frames", frames]
     else:  # one slice (the muxer would otherwise cut every 2 s)
         command += ["-segment_time", "1000000"]
     return command + [str(folder / "slice_%05d.nut"), "-progress", "pipe:1", "-nostats"]
+
+
+def first_packet_at(seconds: float) -> int:
+    """The index of the first AAC packet of the track that begins at or after
+    `seconds`: packet i begins at (i - 1) × 1024 samples (the encoder's
+    priming packet comes first, one packet early), and the track's samples
+    are continuous from 0 (`aresample=async=1:first_pts=0`)."""
+    return math.ceil(seconds * AUDIO_RATE / AAC_FRAME - 1e-9) + 1
 
 
 def sprite_commands(

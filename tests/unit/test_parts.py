@@ -152,4 +152,16 @@ def test_the_audio_track_is_padded_with_silence_to_the_whole_match() -> None:
     command = audio_command("ffmpeg", Path("/w/src"), opts, [299.999], Path("/w/a"), 612.5)
     chain = command[command.index("-af") + 1]
     assert "first_pts=0" in chain and "apad=whole_len=29400000" in chain
-    assert command[command.index("-t") + 1] == "612.500000"
+    assert "atrim=end_sample=29400000" in chain
+
+
+def test_the_audio_track_is_cut_by_packet_count_the_same_on_every_release() -> None:
+    """Packet i begins at (i - 1) x 1024 / 48000 s (the priming packet first):
+    a part's slice opens with the first packet that begins in it."""
+    opts = EncodeOptions("ultrafast", 23, 128, 6, 320)
+    command = audio_command("ffmpeg", Path("/w/src"), opts, [5.999, 17.999, 300.0], Path("/w/a"),
+                            612.5)  # fmt: skip
+    assert command[command.index("-segment_frames") + 1] == "283,845,14064"
+    assert "-segment_times" not in command
+    for n, cut in zip((283, 845, 14064), (5.999, 17.999, 300.0), strict=True):
+        assert (n - 1) * 1024 / 48000 >= cut > (n - 2) * 1024 / 48000
