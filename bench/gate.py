@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.segmented import new_queue  # noqa: E402
-from bench.worker_overhead import BUCKET, QUEUE, Daemon, send_job, wait_until_gone  # noqa: E402
+from bench.segmented import baseline_and_stack, new_queue  # noqa: E402
+from bench.worker_overhead import Daemon, send_job, wait_until_gone  # noqa: E402
 from devstack.stack import LocalStack  # noqa: E402
 
 BASELINE = "cf10f58"  # the last commit before the mux run and the gate
@@ -59,12 +58,7 @@ def main() -> int:
     rows: dict[str, list[tuple[float, float, float]]] = {"before": [], "gate": []}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        old = base / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old),
-                        options.baseline], check=True, capture_output=True)  # fmt: skip
-        stack = LocalStack(base / "stack").start()
-        try:
-            stack.create_bucket_and_queue(BUCKET, QUEUE)
+        with baseline_and_stack(base, options.baseline) as (old, stack):
 
             def env(name: str) -> dict[str, str]:
                 return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -80,10 +74,6 @@ def main() -> int:
             finally:
                 for daemon in daemons.values():
                     daemon.stop()
-        finally:
-            stack.close()
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                           check=False, capture_output=True)  # fmt: skip
     report(options, rows)
     return 0
 

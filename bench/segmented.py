@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +70,23 @@ def restarted_job(stack: LocalStack, queue_url: str, env: dict[str, str], clip: 
     return seconds, adopted
 
 
+@contextmanager
+def baseline_and_stack(base: Path, revision: str) -> Iterator[tuple[Path, LocalStack]]:
+    """The worker at `revision` checked out in a temporary worktree, and the
+    local stack with the bucket and the job queue; both gone afterwards."""
+    old = base / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), revision],
+                   check=True, capture_output=True)  # fmt: skip
+    stack = LocalStack(base / "stack").start()
+    try:
+        stack.create_bucket_and_queue(BUCKET, QUEUE)
+        yield old, stack
+    finally:
+        stack.close()
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                       check=False, capture_output=True)  # fmt: skip
+
+
 def new_queue(stack: LocalStack, name: str) -> str:
     """A queue of its own per daemon: a stopped daemon's long poll, still open
     at the server, would take the next message sent to its queue."""
@@ -87,12 +106,7 @@ def main() -> int:
     lost: list[tuple[int, float, list[int]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        old = base / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old),
-                        options.baseline], check=True, capture_output=True)  # fmt: skip
-        stack = LocalStack(base / "stack").start()
-        try:
-            stack.create_bucket_and_queue(BUCKET, QUEUE)
+        with baseline_and_stack(base, options.baseline) as (old, stack):
 
             def env(name: str) -> dict[str, str]:
                 return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -118,10 +132,6 @@ def main() -> int:
                                                  options.clip, whole * share / 100)  # fmt: skip
                 lost.append((share, seconds - whole, adopted))
                 print(f"restart at {share} %: {seconds:.1f} s", file=sys.stderr, flush=True)
-        finally:
-            stack.close()
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                           check=False, capture_output=True)  # fmt: skip
     report(options, times, lost)
     return 0
 
